@@ -1,0 +1,48 @@
+# Lifeboat. `make help` lists the targets.
+SHELL := /bin/bash
+export PATH := /usr/local/go/bin:$(HOME)/go/bin:/usr/sbin:/sbin:$(PATH)
+export GOTOOLCHAIN ?= auto
+
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+GOFLAGS_BUILD := -trimpath -ldflags "-s -w -X main.version=$(VERSION)"
+STATICCHECK_VERSION := v0.8.2
+
+.PHONY: help deps build demo test test-short lint fuzz bench clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
+
+deps: ## install the Debian packages builds and tests need
+	@build/deps.sh
+
+build: ## build out/lifeboat
+	go build $(GOFLAGS_BUILD) -o out/lifeboat ./cmd/lifeboat
+
+demo: deps build ## make two demo disks, clone the old one onto the new one, show the result
+	build/demo.sh out/demo
+
+test: deps ## run every test (root runs the loop-device and mount tests too)
+	go vet ./...
+	go test -count=1 -timeout 40m ./...
+
+test-short: ## the quick tests only
+	go test -short ./...
+
+lint: ## gofmt, go vet, staticcheck
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }
+	go vet ./...
+	go run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) ./...
+
+FUZZTIME ?= 30s
+fuzz: ## run every fuzz target for FUZZTIME each
+	@for pkg in $$(go list ./...); do \
+	  for f in $$(go test -list '^Fuzz' $$pkg 2>/dev/null | grep '^Fuzz'); do \
+	    echo "== $$pkg $$f"; go test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
+	  done; \
+	done
+
+bench: deps build ## side-by-side benchmarks against e2image, dd, ntfsclone (needs root)
+	bench/run.sh
+
+clean: ## remove build outputs
+	rm -rf out

@@ -1,0 +1,151 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"path/filepath"
+	"strings"
+
+	"github.com/lifeboat/lifeboat/engine/clone"
+	"github.com/lifeboat/lifeboat/engine/disks"
+	"github.com/lifeboat/lifeboat/engine/progress"
+	"github.com/lifeboat/lifeboat/engine/ptable"
+)
+
+func init() {
+	register("clone", command{summary: "clone a disk or a partition onto another disk", run: runClone})
+}
+
+// multiFlag collects a repeatable string flag.
+type multiFlag []string
+
+func (m *multiFlag) String() string     { return strings.Join(*m, ",") }
+func (m *multiFlag) Set(v string) error { *m = append(*m, v); return nil }
+
+func runClone(ctx context.Context, env *cmdEnv, args []string) error {
+	fs := flag.NewFlagSet("clone", flag.ContinueOnError)
+	fs.SetOutput(env.stderr)
+	from := fs.String("from", "", "source disk: a path, an image file, or serial:S, wwn:W, model:M")
+	to := fs.String("to", "", "target disk, named as --from; everything on it is overwritten")
+	yes := fs.Bool("yes", false, "do not ask for confirmation (every safety rule still applies)")
+	layout := fs.String("layout", string(ptable.LayoutGrowLast), "on a larger target: grow-last, proportional or keep")
+	part := fs.Int("partition", 0, "clone only this source partition")
+	toPart := fs.Int("to-partition", 0, "into this existing partition of the target")
+	sbs := fs.Bool("sector-by-sector", false, "copy every sector (unknown layouts, forensic copies)")
+	verify := fs.Bool("verify", false, "re-read the target and compare checksums with the source")
+	noDiscard := fs.Bool("no-discard", false, "do not discard the target before writing")
+	prog := fs.String("progress", "auto", "progress display: auto, bar, json or none")
+	logPath := fs.String("log", "", "also write a log to this file (it may not be on the target)")
+	var diskFiles multiFlag
+	fs.Var(&diskFiles, "disk", "add a disk-image file to the disks that names can match (repeatable)")
+	fs.Usage = func() {
+		fmt.Fprintln(env.stderr, "usage: lifeboat clone --from SRC --to DST [--partition N [--to-partition M]] [--layout grow-last|proportional|keep] [--verify] [--yes]")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return &exitError{code: 2, err: err}
+	}
+	if *from == "" || *to == "" {
+		fs.Usage()
+		return &exitError{code: 2, err: errors.New("--from and --to are required")}
+	}
+	switch ptable.Layout(*layout) {
+	case ptable.LayoutGrowLast, ptable.LayoutProportional, ptable.LayoutKeep:
+	default:
+		return &exitError{code: 2, err: fmt.Errorf("--layout %q: want grow-last, proportional or keep", *layout)}
+	}
+	log, closeLog, err := openLog(*logPath, env)
+	if err != nil {
+		return err
+	}
+	defer closeLog()
+
+	all, err := disks.Scan(ctx, disks.Options{Files: diskFiles})
+	if err != nil {
+		return fmt.Errorf("list disks: %w", err)
+	}
+	src, err := disks.Resolve(ctx, *from, all)
+	if err != nil {
+		return fmt.Errorf("source: %w", err)
+	}
+	dst, err := disks.Resolve(ctx, *to, all)
+	if err != nil {
+		return fmt.Errorf("target: %w", err)
+	}
+	opt := clone.Options{
+		Source: src, Target: dst, Layout: ptable.Layout(*layout),
+		Partition: *part, ToPartition: *toPart, SectorBySector: *sbs,
+		Verify: *verify, NoDiscard: *noDiscard,
+	}
+	if *logPath != "" {
+		abs, _ := filepath.Abs(*logPath)
+		opt.Protect = append(opt.Protect, abs)
+	}
+	plan, err := clone.MakePlan(ctx, opt)
+	if err != nil {
+		return err
+	}
+	defer plan.Close()
+	plan.Describe(log)
+	if !*yes {
+		if err := confirm(env, dst); err != nil {
+			return err
+		}
+	}
+	counters := &progress.Counters{}
+	stop := startProgress(env, *prog, counters)
+	res, err := clone.Run(ctx, plan, counters)
+	stop()
+	if err != nil {
+		if ctx.Err() != nil {
+			return &exitError{code: 130, err: err}
+		}
+		return err
+	}
+	for _, w := range res.Warnings[len(plan.Warnings):] {
+		fmt.Fprintf(log, "Warning: %s\n", w)
+	}
+	fmt.Fprintf(log, "Done: %s copied, %s written in %s (%s/s)\n", disks.HumanBytes(res.Copied), disks.HumanBytes(res.Written),
+		res.Duration.Round(100_000_000), disks.HumanBytes(int64(float64(res.Copied)/max(res.Duration.Seconds(), 0.001))))
+	if res.Verified {
+		fmt.Fprintln(log, "Verified: every byte written was read back and matches the source")
+	}
+	return nil
+}
+
+// confirm asks the user to type the target's identity. A lone Enter or
+// "y" is never enough: the typed text must name the disk.
+func confirm(env *cmdEnv, dst *disks.Disk) error {
+	if !env.interactive {
+		return errors.New("no terminal to confirm on: pass --yes to run without confirmation")
+	}
+	want, what := confirmationText(dst)
+	fmt.Fprintf(env.stderr, "\nEverything on %s will be overwritten.\nType %s to go on: ", dst.Describe(), what)
+	line, err := bufio.NewReader(env.stdin).ReadString('\n')
+	if err != nil && line == "" {
+		return fmt.Errorf("read confirmation: %w", err)
+	}
+	if strings.TrimSpace(line) != want {
+		return errors.New("not confirmed: nothing was written")
+	}
+	return nil
+}
+
+// confirmationText returns what the user must type to confirm a write to
+// d, and how to ask for it.
+func confirmationText(d *disks.Disk) (want, prompt string) {
+	switch {
+	case d.Serial != "" && len(d.Serial) >= 4:
+		s := d.Serial[len(d.Serial)-4:]
+		return s, fmt.Sprintf("the last four characters of its serial (%q)", s)
+	case d.IsFile:
+		b := filepath.Base(d.Path)
+		return b, fmt.Sprintf("its file name (%q)", b)
+	default:
+		n := filepath.Base(d.Path)
+		return n, fmt.Sprintf("its device name (%q)", n)
+	}
+}

@@ -1,0 +1,148 @@
+package ptable
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/lifeboat/lifeboat/internal/testenv"
+)
+
+// readRange returns n bytes at off of the file at path.
+func readRange(t testing.TB, path string, off, n int64) []byte {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	b := make([]byte, n)
+	if _, err := f.ReadAt(b, off); err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// TestWriteGPTSameDisk writes a table read from an sgdisk image onto a
+// blank disk of the same size: the header and entry sectors must come out
+// byte for byte as sgdisk wrote them.
+func TestWriteGPTSameDisk(t *testing.T) {
+	img := makeGPTImage(t)
+	tab := readImage(t, img, 512)
+	out := newImage(t, "out.img", 128*mib)
+	writeImage(t, tab, out, 128*mib)
+	tool(t, "", "sgdisk", "-v", out)
+	if a, b := sfdiskDump(t, img), sfdiskDump(t, out); a != b {
+		t.Errorf("sfdisk -d differs:\n%s\n%s", a, b)
+	}
+	for _, r := range []struct {
+		what   string
+		off, n int64
+	}{
+		{"primary header and entries", 512, 33 * 512},
+		{"backup entries and header", 128*mib - 33*512, 33 * 512},
+		{"protective MBR signature and boot code", 0, 446},
+	} {
+		if !bytes.Equal(readRange(t, img, r.off, r.n), readRange(t, out, r.off, r.n)) {
+			t.Errorf("%s differ from sgdisk's", r.what)
+		}
+	}
+}
+
+func TestWriteMBRSameDisk(t *testing.T) {
+	img := makeMBRImage(t)
+	tab := readImage(t, img, 512)
+	tab.BootCode = bytes.Repeat([]byte{0xAB}, 440)
+	out := newImage(t, "out.img", 128*mib)
+	writeImage(t, tab, out, 128*mib)
+	if a, b := sfdiskDump(t, img), sfdiskDump(t, out); a != b {
+		t.Errorf("sfdisk -d differs:\n%s\n%s", a, b)
+	}
+	tool(t, "", "sfdisk", "-V", out)
+	back := readImage(t, out, 512)
+	if !bytes.Equal(back.BootCode, tab.BootCode) {
+		t.Error("boot code not kept")
+	}
+	// The EBRs land where sfdisk put them, with sfdisk's entries (CHS
+	// included, for its 255/63 geometry of an image file).
+	for _, p := range tab.Partitions {
+		if o, ok := p.EBR(); ok {
+			if a, b := readRange(t, img, o+446, 66), readRange(t, out, o+446, 66); !bytes.Equal(a, b) {
+				t.Errorf("EBR of %d differs:\n% x\n% x", p.Number, a, b)
+			}
+		}
+	}
+	if a, b := readRange(t, img, 446, 66), readRange(t, out, 446, 66); !bytes.Equal(a, b) {
+		t.Errorf("MBR entries differ:\n% x\n% x", a, b)
+	}
+}
+
+func TestWipe(t *testing.T) {
+	testenv.RequireTools(t, "wipefs", "blkid")
+	for name, mk := range map[string]func(testing.TB) string{"gpt": makeGPTImage, "mbr": makeMBRImage} {
+		t.Run(name, func(t *testing.T) {
+			img := mk(t)
+			f, err := os.OpenFile(img, os.O_RDWR, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := Wipe(context.Background(), f, 128*mib, 512); err != nil {
+				t.Fatal(err)
+			}
+			if err := f.Close(); err != nil {
+				t.Fatal(err)
+			}
+			if out, err := toolErr("", "sfdisk", "-d", img); err == nil {
+				t.Errorf("sfdisk still sees a table:\n%s", out)
+			}
+			if out := tool(t, "", "wipefs", "--no-act", img); strings.TrimSpace(out) != "" {
+				t.Errorf("wipefs finds signatures:\n%s", out)
+			}
+			if out, err := toolErr("", "blkid", "-p", img); err == nil {
+				t.Errorf("blkid finds something:\n%s", out)
+			}
+			if tab := readImage(t, img, 512); tab.Kind != None {
+				t.Errorf("Read after Wipe: %q", tab.Kind)
+			}
+		})
+	}
+}
+
+// TestWriteRejects checks Write refuses tables it cannot write faithfully.
+func TestWriteRejects(t *testing.T) {
+	img := makeGPTImage(t)
+	tab := readImage(t, img, 512)
+	disk := make(memDisk, 128*mib)
+	for _, tc := range []struct {
+		name string
+		edit func(*Table)
+		want string
+	}{
+		{"long name", func(t *Table) { t.Partitions[0].Name = strings.Repeat("x", 37) }, "longer than 36"},
+		{"bad GUID", func(t *Table) { t.Partitions[0].GUID = "nope" }, "unique GUID of partition 1"},
+		{"overlap", func(t *Table) { t.Partitions[1].Start -= 512 * 2048 }, "overlap"},
+		{"past usable", func(t *Table) { t.Partitions[3].Size += 512 }, "outside the GPT usable area"},
+		{"unaligned", func(t *Table) { t.Partitions[3].Size -= 100 }, "sector boundaries"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := tab.Clone()
+			tc.edit(c)
+			err := c.Write(context.Background(), disk, int64(len(disk)))
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("error %v, want %q", err, tc.want)
+			}
+		})
+	}
+	// A cancelled context writes nothing.
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := tab.Write(ctx, disk, int64(len(disk))); !errors.Is(err, context.Canceled) {
+		t.Errorf("cancelled write: %v", err)
+	}
+	if !isZero(disk[:1024]) {
+		t.Error("cancelled write wrote")
+	}
+}
