@@ -17,9 +17,9 @@ say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
 say "Making the old disk: GPT, EFI system partition, Linux root, data (1 GiB)"
 truncate -s 1G "$old"
-sgdisk -q -n 1:1MiB:+64MiB -t 1:ef00 -c 1:"EFI system" \
-          -n 2:0:+512MiB -t 2:8304 -c 2:"root" \
-          -n 3:0:+256MiB -t 3:8300 -c 3:"data" "$old"
+sgdisk -n 1:2048:+64M -t 1:ef00 -c 1:"EFI system" \
+          -n 2:0:+512M -t 2:8304 -c 2:"root" \
+          -n 3:0:+256M -t 3:8300 -c 3:"data" "$old" >/dev/null
 mkdir -p "$work/root/etc" "$work/root/boot" "$work/root/home/demo" "$work/data/photos" "$work/esp/EFI/debian"
 printf 'PRETTY_NAME="Demo Linux"\nID=demo\n' >"$work/root/etc/os-release"
 echo "demo" >"$work/root/etc/hostname"
@@ -53,10 +53,11 @@ say "Checking every file system on the new SSD"
 for n in 1 2 3; do
   o=$(sgdisk -i $n "$new" | awk '/First sector/ {print $3 * 512}')
   if [ "$n" = 1 ]; then
-    fsck.fat -n "$new"@@"$o" >/dev/null 2>&1 || { s=$(sgdisk -i $n "$new" | awk '/Partition size/ {print $3}'); dd if="$new" of="$work/p.img" bs=512 skip=$((o/512)) count="$s" status=none; fsck.fat -n "$work/p.img"; }
-    echo "partition 1 (FAT32): clean"
+    s=$(sgdisk -i $n "$new" | awk '/Partition size/ {print $3}')
+    dd if="$new" of="$work/p.img" bs=512 skip=$((o / 512)) count="$s" status=none
+    fsck.fat -n "$work/p.img" >/dev/null && echo "partition 1 (FAT32): clean"
   else
-    e2fsck -fn "$new?offset=$o" >/dev/null && echo "partition $n (ext4): clean"
+    e2fsck -fn "$new?offset=$o" >/dev/null 2>&1 && echo "partition $n (ext4): clean"
   fi
 done
 echo

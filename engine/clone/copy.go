@@ -197,3 +197,5 @@ func isZero(b []byte) bool {
 	}
 	return true
 }
+
+func blake3Sum(b []byte) [32]byte { return blake3.Sum256(b) }

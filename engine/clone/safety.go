@@ -79,94 +79,104 @@ func readDev(path string) (uint64, bool) {
 	return unix.Mkdev(maj, min), true
 }
 
-// disksUnder returns every whole disk whose bytes device d is made of:
-// itself, the disks under a device-mapper or md device (their slaves), and
-// the disk holding a loop device's backing file. files collects the loop
-// backing files met on the way.
-func (t topology) disksUnder(d uint64, files *[]string, depth int) []uint64 {
+// atom is a unit of storage that objects are made of: a whole disk, or a
+// regular file (which lives on the disks in within).
+type atom struct {
+	disk   uint64 // a whole disk's device number, when file is false
+	file   bool
+	dev    uint64
+	ino    uint64
+	path   string
+	within []uint64 // the disks under a file's file system
+}
+
+// atoms returns what the bytes of o are stored on: a partition is its
+// disk; a device-mapper or md device is the disks under it (its slaves); a
+// loop device is its backing file or device; a file is itself, within the
+// disks under its file system.
+func (t topology) atoms(o object, depth int) []atom {
+	if depth > 16 {
+		return nil
+	}
+	if !o.isBlock {
+		return []atom{{file: true, dev: o.dev, ino: o.ino, path: o.path, within: t.disksOf(o.dev, depth+1)}}
+	}
+	return t.blockAtoms(o.rdev, depth)
+}
+
+func (t topology) blockAtoms(d uint64, depth int) []atom {
 	if depth > 16 {
 		return nil
 	}
 	dir := t.devDir(d)
-	out := []uint64{t.whole(d)}
+	if b, err := os.ReadFile(filepath.Join(dir, "loop/backing_file")); err == nil {
+		bf := strings.TrimSuffix(strings.TrimSpace(string(b)), " (deleted)")
+		if bo, err := statObject(bf); err == nil {
+			return t.atoms(bo, depth+1)
+		}
+	}
+	var out []atom
 	if ents, err := os.ReadDir(filepath.Join(dir, "slaves")); err == nil {
 		for _, e := range ents {
 			if s, ok := readDev(filepath.Join(dir, "slaves", e.Name(), "dev")); ok {
-				out = append(out, t.disksUnder(s, files, depth+1)...)
+				out = append(out, t.blockAtoms(s, depth+1)...)
 			}
 		}
 	}
-	if b, err := os.ReadFile(filepath.Join(dir, "loop/backing_file")); err == nil {
-		bf := strings.TrimSpace(string(b))
-		if files != nil {
-			*files = append(*files, bf)
-		}
-		var st unix.Stat_t
-		if unix.Stat(bf, &st) == nil {
-			if st.Mode&unix.S_IFMT == unix.S_IFBLK {
-				out = append(out, t.disksUnder(st.Rdev, files, depth+1)...)
-			} else {
-				out = append(out, t.disksUnder(st.Dev, files, depth+1)...)
-			}
+	if len(out) == 0 {
+		out = []atom{{disk: t.whole(d)}}
+	}
+	return out
+}
+
+// disksOf returns the whole disks under block device d (a file system's
+// device): through device-mapper, md and loop devices.
+func (t topology) disksOf(d uint64, depth int) []uint64 {
+	var out []uint64
+	for _, a := range t.blockAtoms(d, depth) {
+		if a.file {
+			out = append(out, a.within...)
+		} else {
+			out = append(out, a.disk)
 		}
 	}
 	return out
 }
 
-// reaches reports whether writing object a can change the bytes of object b
-// or the other way round, and says how.
+// overlap reports whether writing target can change the bytes of other,
+// and says how.
 func (t topology) overlap(target, other object) (bool, string) {
-	switch {
-	case target.isBlock && other.isBlock:
-		tw := t.disksUnder(target.rdev, nil, 0)
-		ow := t.disksUnder(other.rdev, nil, 0)
-		for _, a := range tw {
-			for _, b := range ow {
-				if a == b {
-					if a == target.rdev && a == other.rdev {
-						return true, "it is the same device"
-					}
-					return true, fmt.Sprintf("both are on the disk %s", t.name(a))
+	ta, oa := t.atoms(target, 0), t.atoms(other, 0)
+	for _, a := range ta {
+		for _, b := range oa {
+			switch {
+			case !a.file && !b.file && a.disk == b.disk:
+				if target.isBlock && other.isBlock && target.rdev == other.rdev {
+					return true, "it is the same device"
 				}
-			}
-		}
-	case target.isBlock && !other.isBlock:
-		// A file on a file system that lives on the target device.
-		for _, a := range t.disksUnder(target.rdev, nil, 0) {
-			for _, b := range t.disksUnder(other.dev, nil, 0) {
-				if a == b {
-					return true, fmt.Sprintf("%s is stored on the disk %s", other.path, t.name(a))
+				return true, fmt.Sprintf("both are on the disk %s", t.name(a.disk))
+			case a.file && b.file && a.dev == b.dev && a.ino == b.ino:
+				if !target.isBlock && !other.isBlock {
+					return true, "it is the same file"
 				}
+				return true, fmt.Sprintf("both are stored in the file %s", a.path)
+			case a.file && !b.file && contains(a.within, b.disk):
+				return true, fmt.Sprintf("%s is stored on the disk %s", a.path, t.name(b.disk))
+			case !a.file && b.file && contains(b.within, a.disk):
+				return true, fmt.Sprintf("%s is stored on the disk %s", b.path, t.name(a.disk))
 			}
-		}
-		var files []string
-		t.disksUnder(target.rdev, &files, 0)
-		for _, f := range files {
-			if fo, err := statObject(f); err == nil && !fo.isBlock && fo.dev == other.dev && fo.ino == other.ino {
-				return true, fmt.Sprintf("%s is the backing file of %s", other.path, target.path)
-			}
-		}
-	case !target.isBlock && other.isBlock:
-		for _, a := range t.disksUnder(target.dev, nil, 0) {
-			for _, b := range t.disksUnder(other.rdev, nil, 0) {
-				if a == b {
-					return true, fmt.Sprintf("%s is stored on the disk %s", target.path, t.name(a))
-				}
-			}
-		}
-		var files []string
-		t.disksUnder(other.rdev, &files, 0)
-		for _, f := range files {
-			if fo, err := statObject(f); err == nil && !fo.isBlock && fo.dev == target.dev && fo.ino == target.ino {
-				return true, fmt.Sprintf("%s is the backing file of %s", target.path, other.path)
-			}
-		}
-	default:
-		if target.dev == other.dev && target.ino == other.ino {
-			return true, "it is the same file"
 		}
 	}
 	return false, ""
+}
+
+func contains(list []uint64, v uint64) bool {
+	for _, x := range list {
+		if x == v {
+			return true
+		}
+	}
+	return false
 }
 
 // name returns a device's kernel name for messages, or its number.

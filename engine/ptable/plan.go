@@ -45,6 +45,7 @@ type TooSmallError struct {
 	Have int64
 }
 
+// Error gives both sizes in bytes and in binary units.
 func (e *TooSmallError) Error() string {
 	return fmt.Sprintf("target holds %s (%d bytes) but the layout needs %s (%d bytes)", humanBytes(e.Have), e.Have, humanBytes(e.Need), e.Need)
 }
@@ -56,6 +57,7 @@ type SectorSizeError struct {
 	Reason   string
 }
 
+// Error names the sector sizes and the first thing that does not fit.
 func (e *SectorSizeError) Error() string {
 	return fmt.Sprintf("cannot translate the partition table from %d-byte to %d-byte sectors: %s", e.From, e.To, e.Reason)
 }

@@ -165,6 +165,10 @@ func (t *Table) MetadataExtents(diskSize int64) []fsmap.Extent {
 	out := []fsmap.Extent{{Off: 0, Len: ss}}
 	switch t.Kind {
 	case MBR:
+		if t.Extended != nil {
+			// The first EBR, written even when the container is empty.
+			out = append(out, fsmap.Extent{Off: t.Extended.Start, Len: ss})
+		}
 		if offs, err := t.ebrOffsets(); err == nil {
 			for _, o := range offs {
 				out = append(out, fsmap.Extent{Off: o, Len: ss})

@@ -176,6 +176,16 @@ func TestReadBackupWarnings(t *testing.T) {
 	if w := strings.Join(tab.Warnings(), "\n"); !strings.Contains(w, "not at the last sector") {
 		t.Errorf("warnings %q", w)
 	}
+	// Protective MBR lost: still a GPT, with a warning.
+	noPMBR := append([]byte(nil), raw...)
+	clear(noPMBR[:512])
+	tab, err = Read(context.Background(), memDisk(noPMBR), int64(len(noPMBR)), 512)
+	if err != nil || tab.Kind != GPT || len(tab.Partitions) != 4 {
+		t.Fatalf("GPT without protective MBR: %v %+v", err, tab)
+	}
+	if w := strings.Join(tab.Warnings(), "\n"); !strings.Contains(w, "no protective MBR") {
+		t.Errorf("warnings %q", w)
+	}
 	// Backup destroyed.
 	for i := len(raw) - 512; i < len(raw); i++ {
 		raw[i] = 0
@@ -332,5 +342,14 @@ func TestGUIDRoundTrip(t *testing.T) {
 		if err := encodeGUID(b[:], bad); err == nil {
 			t.Errorf("GUID %q accepted", bad)
 		}
+	}
+}
+
+func TestReadHybridMBRWarns(t *testing.T) {
+	img := makeGPTImage(t)
+	tool(t, "", "sgdisk", "-h", "3", img)
+	tab := readImage(t, img, 512)
+	if tab.Kind != GPT || !strings.Contains(strings.Join(tab.Warnings(), "\n"), "hybrid MBR") {
+		t.Errorf("hybrid MBR: kind %q, warnings %q", tab.Kind, tab.Warnings())
 	}
 }

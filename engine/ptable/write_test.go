@@ -44,7 +44,7 @@ func TestWriteGPTSameDisk(t *testing.T) {
 	}{
 		{"primary header and entries", 512, 33 * 512},
 		{"backup entries and header", 128*mib - 33*512, 33 * 512},
-		{"protective MBR signature and boot code", 0, 446},
+		{"protective MBR", 0, 512},
 	} {
 		if !bytes.Equal(readRange(t, img, r.off, r.n), readRange(t, out, r.off, r.n)) {
 			t.Errorf("%s differ from sgdisk's", r.what)
@@ -144,5 +144,47 @@ func TestWriteRejects(t *testing.T) {
 	}
 	if !isZero(disk[:1024]) {
 		t.Error("cancelled write wrote")
+	}
+}
+
+// TestWriteHandBuiltMBR writes tables built in code, as an engine may: EBR
+// positions left for Write to choose, and an empty extended partition.
+func TestWriteHandBuiltMBR(t *testing.T) {
+	testenv.RequireTools(t, "sfdisk")
+	const size = 64 * mib
+	tab := &Table{
+		Kind: MBR, SectorSize: 512, DiskSignature: 0x0badcafe,
+		Extended: &Partition{Number: 2, Start: 10 * mib, Size: 50 * mib, MBRType: 0x0f},
+		Partitions: []Partition{
+			{Number: 1, Start: mib, Size: 8 * mib, MBRType: 0x83, Bootable: true},
+			{Number: 5, Start: 11 * mib, Size: 10 * mib, MBRType: 0x83, Logical: true},
+			{Number: 6, Start: 22 * mib, Size: 10 * mib, MBRType: 0x8e, Logical: true},
+		},
+	}
+	img := newImage(t, "hand.img", size)
+	writeImage(t, tab, img, size)
+	tool(t, "", "sfdisk", "-V", img)
+	back := readImage(t, img, 512)
+	compareWithSfdisk(t, back, sfdiskJSON(t, img))
+	p6, _ := back.Find(6)
+	if o, _ := p6.EBR(); o != 22*mib-512 {
+		t.Errorf("EBR of 6 at %d, want the sector before the partition", o)
+	}
+
+	empty := &Table{
+		Kind: MBR, SectorSize: 512,
+		Extended:   &Partition{Number: 4, Start: 40 * mib, Size: 10 * mib, MBRType: 0x05},
+		Partitions: []Partition{{Number: 1, Start: mib, Size: 30 * mib, MBRType: 0x07}},
+	}
+	img2 := newImage(t, "empty.img", size)
+	writeImage(t, empty, img2, size)
+	back = readImage(t, img2, 512)
+	compareWithSfdisk(t, back, sfdiskJSON(t, img2))
+	if len(back.Warnings()) != 0 || back.Extended == nil || len(back.Partitions) != 1 {
+		t.Errorf("empty extended read back as %+v, warnings %q", back, back.Warnings())
+	}
+	plan, _ := planAndWrite(t, back, size, PlanOptions{TargetSize: 2 * size, Layout: LayoutProportional})
+	if p1, _ := plan.Find(1); plan.Extended.Start != 40*mib+(p1.End()-31*mib) {
+		t.Errorf("empty extended moved to %d, partition 1 ends at %d", plan.Extended.Start, p1.End())
 	}
 }

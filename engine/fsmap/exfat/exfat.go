@@ -134,6 +134,8 @@ func bootChecksum(region []byte, ss int) uint32 {
 type fileRef struct {
 	first int64
 	size  int64
+	// entryOff is the byte offset of its directory entry, for Grow.
+	entryOff int64
 }
 
 // FS is a detected exFAT file system.
@@ -295,7 +297,7 @@ func (f *FS) readRoot(ctx context.Context) error {
 				case entryEnd:
 					return nil
 				case entryBitmap, entryUpcase:
-					ref := fileRef{first: int64(le.Uint32(e[20:])), size: int64(le.Uint64(e[24:]) & (1<<62 - 1))}
+					ref := fileRef{first: int64(le.Uint32(e[20:])), size: int64(le.Uint64(e[24:]) & (1<<62 - 1)), entryOff: g.clusterOff(c) + int64(i)}
 					if e[0] == entryBitmap {
 						f.bitmaps = append(f.bitmaps, ref)
 					} else {

@@ -40,7 +40,8 @@ func Grow(ctx context.Context, v fsmap.Volume, newSize int64) error {
 	if newSize < f.info.Size {
 		return fmt.Errorf("grow ntfs to %d bytes: smaller than the current %d bytes", newSize, f.info.Size)
 	}
-	if newSize == f.info.Size {
+	if newSize-f.info.Size < f.v.b.bytesPerSector {
+		// Not a whole sector more: nothing ntfsresize could add.
 		return nil
 	}
 	tool, err := lookTool("ntfsresize")

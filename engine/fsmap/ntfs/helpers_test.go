@@ -244,8 +244,10 @@ func fill(t testing.TB, dir string, large int) {
 			t.Fatal(err)
 		}
 	}
-	if err := os.Remove(filepath.Join(dir, "big2.bin")); err != nil {
-		t.Fatal(err)
+	for _, name := range []string{"big2.bin", "ballast.bin"} {
+		if err := os.Remove(filepath.Join(dir, name)); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
 

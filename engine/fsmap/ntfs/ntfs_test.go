@@ -133,6 +133,15 @@ func TestCloneUsedExtents(t *testing.T) {
 	} else {
 		t.Logf("big0.bin: %d data runs", len(a.runs))
 	}
+	sparse := false
+	if a, _ := fileRuns(t, fsys, "sparse.bin"); a.nonResident {
+		for _, r := range a.runs {
+			sparse = sparse || r.lcn < 0
+		}
+	}
+	if !sparse {
+		t.Error("sparse.bin has no sparse run: the fill did not make it sparse")
+	}
 	info := fsys.Info()
 	if info.Used >= info.Size/2 {
 		t.Errorf("used %d of %d bytes: the map should leave most of this volume out", info.Used, info.Size)
@@ -582,4 +591,32 @@ func TestAttributeList(t *testing.T) {
 		t.Logf("%s: %d runs across an attribute list read back equal", name, len(a.runs))
 	}
 	checkExtents(t, img, fsys)
+}
+
+// TestNoBackupBootSector: a partition exactly as large as the volume has no
+// room for the backup boot sector; the volume is still mapped, within the
+// partition, with a warning.
+func TestNoBackupBootSector(t *testing.T) {
+	testenv.RequireTools(t, "mkntfs")
+	path := makeNTFS(t, t.TempDir(), 8<<20, "nobackup")
+	img, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	img = img[:len(img)-512]
+	got, err := Detect(context.Background(), bytes.NewReader(img), int64(len(img)))
+	if err != nil {
+		t.Fatalf("Detect: %v", err)
+	}
+	info := got.Info()
+	if info.Size != int64(len(img)) || len(info.Warnings) != 1 || info.Warnings[0] != warnNoBackupBoot {
+		t.Fatalf("Size %d (want %d), warnings %q", info.Size, len(img), info.Warnings)
+	}
+	ext, err := got.UsedExtents(context.Background())
+	if err != nil {
+		t.Fatalf("UsedExtents: %v", err)
+	}
+	if last := ext[len(ext)-1]; last.End() > info.Size {
+		t.Fatalf("extent %+v past the %d-byte volume", last, info.Size)
+	}
 }

@@ -1,0 +1,356 @@
+package clone
+
+import (
+	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/lifeboat/lifeboat/engine/blockdev"
+	"github.com/lifeboat/lifeboat/engine/disks"
+	"github.com/lifeboat/lifeboat/engine/fsmap"
+	"github.com/lifeboat/lifeboat/engine/fsmap/probe"
+	"github.com/lifeboat/lifeboat/engine/progress"
+	"github.com/lifeboat/lifeboat/engine/ptable"
+	"github.com/lifeboat/lifeboat/internal/testdisk"
+	"github.com/lifeboat/lifeboat/internal/testenv"
+)
+
+func probeAt(d *blockdev.Disk, off, size int64) (fsmap.Info, error) {
+	fs, err := probe.Detect(context.Background(), blockdev.Sub(d, off, size), size)
+	if err != nil {
+		return fsmap.Info{}, err
+	}
+	return fs.Info(), nil
+}
+
+// extFixture is a small GPT disk with two ext4 partitions, built without root.
+func extFixture(t *testing.T, dir string) *testdisk.Fixture {
+	t.Helper()
+	testenv.RequireTools(t, "sgdisk", "mkfs.ext4", "debugfs", "e2fsck")
+	return testdisk.Build(t, dir, testdisk.Spec{
+		Table: "gpt", Size: 160 * MiB, BootCode: true,
+		Parts: []testdisk.Part{
+			{FS: "ext4", Size: 48 * MiB, Label: "one", Files: &testdisk.TreeOptions{Seed: 1, TotalBytes: 6 << 20, HardLinks: true, Symlinks: true, Sparse: true, UTF8: true}},
+			{FS: "ext4", Size: 64 * MiB, Label: "two", Files: &testdisk.TreeOptions{Seed: 2, TotalBytes: 10 << 20, Symlinks: true}},
+		},
+	})
+}
+
+func TestCloneExtKeepNoRoot(t *testing.T) {
+	dir := t.TempDir()
+	fx := extFixture(t, dir)
+	sum := testdisk.SHA256(t, fx.Path)
+	target := emptyFile(t, filepath.Join(dir, "t.img"), 200*MiB)
+	res, _ := cloneFiles(t, Options{Source: inspect(t, fx.Path), Target: inspect(t, target), Layout: ptable.LayoutKeep, Verify: true})
+	if !res.Verified || res.Copied == 0 {
+		t.Fatalf("result %+v", res)
+	}
+	if testdisk.SHA256(t, fx.Path) != sum {
+		t.Fatal("source changed")
+	}
+	sgdiskVerify(t, target)
+	checkClone(t, fx, target, nil)
+	// Only used blocks were written: far less than the partitions' size.
+	if res.Written > 40*MiB {
+		t.Errorf("wrote %d bytes for about 16 MiB of files", res.Written)
+	}
+}
+
+// TestRefusals checks each safety rule: the clone is refused before
+// anything is written, the message says why, and the target is unchanged.
+func TestRefusals(t *testing.T) {
+	dir := t.TempDir()
+	fx := extFixture(t, dir)
+	small := emptyFile(t, filepath.Join(dir, "small.img"), 100*MiB)
+	writeJunk(t, small)
+	ok := emptyFile(t, filepath.Join(dir, "ok.img"), 200*MiB)
+	writeJunk(t, ok)
+	link := filepath.Join(dir, "link.img")
+	if err := os.Symlink(fx.Path, link); err != nil {
+		t.Fatal(err)
+	}
+	// An image file is in use through the loop devices attached to it;
+	// these stand for what disks.Inspect finds in sysfs (the fake-sysfs
+	// tests of engine/disks and TestRefusalsLoop cover the finding).
+	held := inspect(t, ok)
+	held.Loops = []disks.Loop{{Path: "/dev/loop9", Holders: []string{"dm-0"}}}
+	mounted := inspect(t, ok)
+	mounted.Loops = []disks.Loop{{Path: "/dev/loop9", Offset: MiB, Mounts: []string{"/mnt/x"}}}
+	swapped := inspect(t, ok)
+	swapped.Loops = []disks.Loop{{Path: "/dev/loop9", Swap: true}}
+	cases := []struct {
+		name   string
+		opt    Options
+		target string
+		want   string
+	}{
+		{"too small", Options{Source: inspect(t, fx.Path), Target: inspect(t, small)}, small, "too small"},
+		{"same file", Options{Source: inspect(t, fx.Path), Target: inspect(t, fx.Path)}, fx.Path, "same file"},
+		{"same file by symlink", Options{Source: inspect(t, fx.Path), Target: inspect(t, link)}, fx.Path, "same file"},
+		{"held by device-mapper", Options{Source: inspect(t, fx.Path), Target: held}, ok, "dm-0"},
+		{"mounted partition", Options{Source: inspect(t, fx.Path), Target: mounted}, ok, "mounted on /mnt/x"},
+		{"active swap", Options{Source: inspect(t, fx.Path), Target: swapped}, ok, "swap"},
+		{"log on target", Options{Source: inspect(t, fx.Path), Target: inspect(t, ok), Protect: []string{ok}}, ok, "writes to"},
+		{"overlapping partitions", Options{Source: inspect(t, fx.Path), Target: inspect(t, fx.Path), Partition: 1, ToPartition: 1}, fx.Path, "overlap"},
+		{"partition too small", Options{Source: inspect(t, fx.Path), Target: inspect(t, fx.Path), Partition: 2, ToPartition: 1}, fx.Path, "needs"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			before := testdisk.SHA256(t, c.target)
+			srcBefore := testdisk.SHA256(t, fx.Path)
+			p, err := MakePlan(context.Background(), c.opt)
+			if err == nil {
+				_, err = Run(context.Background(), p, nil)
+				p.Close()
+			}
+			var ref *RefusedError
+			if !errors.As(err, &ref) {
+				t.Fatalf("got %v, want a refusal", err)
+			}
+			if !strings.Contains(err.Error(), c.want) {
+				t.Errorf("message %q does not say %q", err, c.want)
+			}
+			t.Logf("%v", err)
+			if testdisk.SHA256(t, c.target) != before || testdisk.SHA256(t, fx.Path) != srcBefore {
+				t.Error("a refused clone changed the target or the source")
+			}
+		})
+	}
+}
+
+func writeJunk(t *testing.T, path string) {
+	t.Helper()
+	f, err := os.OpenFile(path, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	for off := int64(0); off < 8*MiB; off += 4096 {
+		f.WriteAt([]byte(strings.Repeat("junk", 1024)), off)
+	}
+}
+
+// TestRefusalsLoop repeats the mount and swap rules with real loop devices:
+// the image attached to a loop device and mounted or used as swap.
+func TestRefusalsLoop(t *testing.T) {
+	testenv.RequireRoot(t)
+	testenv.RequireTools(t, "losetup", "mount", "umount", "swapon", "swapoff", "mkswap")
+	dir := t.TempDir()
+	fx := extFixture(t, dir)
+	target := emptyFile(t, filepath.Join(dir, "t.img"), 200*MiB)
+	// A copy of the fixture as target so it has a mountable partition.
+	copyFile(t, fx.Path, target)
+	sum := testdisk.SHA256(t, target)
+	loop := losetup(t, target, fx.Parts[0].Start, fx.Parts[0].Size)
+	mnt := t.TempDir()
+	run(t, "mount", "-o", "ro", loop, mnt)
+	opt := Options{Source: inspect(t, fx.Path), Target: inspect(t, target)}
+	_, err := MakePlan(context.Background(), opt)
+	run(t, "umount", mnt)
+	var ref *RefusedError
+	if !errors.As(err, &ref) || !strings.Contains(err.Error(), "mounted") {
+		t.Fatalf("mounted target: got %v", err)
+	}
+	t.Logf("%v", err)
+
+	swapLoop := losetup(t, target, fx.Parts[1].Start, fx.Parts[1].Size)
+	// mkswap over a copy's partition is fine: the target is a scratch copy.
+	run(t, "mkswap", swapLoop)
+	sum = testdisk.SHA256(t, target)
+	run(t, "swapon", swapLoop)
+	_, err = MakePlan(context.Background(), Options{Source: inspect(t, fx.Path), Target: inspect(t, target)})
+	run(t, "swapoff", swapLoop)
+	if !errors.As(err, &ref) || !strings.Contains(err.Error(), "swap") {
+		t.Fatalf("swap target: got %v", err)
+	}
+	t.Logf("%v", err)
+	if testdisk.SHA256(t, target) != sum {
+		t.Error("target changed")
+	}
+
+	// A loop device over the source is the source: refused as a target.
+	srcLoop := losetup(t, fx.Path, 0, 0)
+	_, err = MakePlan(context.Background(), Options{Source: inspect(t, fx.Path), Target: inspect(t, srcLoop)})
+	if !errors.As(err, &ref) {
+		t.Fatalf("loop over the source as target: got %v", err)
+	}
+	t.Logf("%v", err)
+}
+
+func copyFile(t *testing.T, from, to string) {
+	t.Helper()
+	b, err := os.ReadFile(from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(to, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func run(t *testing.T, name string, args ...string) string {
+	t.Helper()
+	p, err := testenv.LookPath(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(p, args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s %v: %v\n%s", name, args, err, out)
+	}
+	return strings.TrimSpace(string(out))
+}
+
+func losetup(t *testing.T, file string, off, size int64) string {
+	t.Helper()
+	args := []string{"-f", "--show"}
+	if off > 0 {
+		args = append(args, "-o", itoa(off))
+	}
+	if size > 0 {
+		args = append(args, "--sizelimit", itoa(size))
+	}
+	dev := run(t, "losetup", append(args, file)...)
+	t.Cleanup(func() { exec.Command("losetup", "-d", dev).Run() })
+	return dev
+}
+
+func itoa(n int64) string { return strconv.FormatInt(n, 10) }
+
+func TestPartitionToPartition(t *testing.T) {
+	dir := t.TempDir()
+	fx := extFixture(t, dir)
+	// The target disk has one larger partition with other data around it.
+	tgt := testdisk.Build(t, filepath.Join(dir, "tgt"), testdisk.Spec{
+		Table: "gpt", Size: 200 * MiB,
+		Parts: []testdisk.Part{
+			{FS: "ext4", Size: 40 * MiB, Label: "keepme", Files: &testdisk.TreeOptions{Seed: 9, TotalBytes: 2 << 20}},
+			{FS: "none", Size: 100 * MiB},
+		},
+	})
+	keepSum := sha(readRange(t, tgt.Path, tgt.Parts[0].Start, tgt.Parts[0].Size))
+	tableBefore := sha(readRange(t, tgt.Path, 0, MiB))
+	res, p := cloneFiles(t, Options{Source: inspect(t, fx.Path), Target: inspect(t, tgt.Path), Partition: 1, ToPartition: 2, Verify: true})
+	if !res.Verified {
+		t.Error("not verified")
+	}
+	if p.DstTable != nil {
+		t.Error("a partition clone must not write the target's table")
+	}
+	if sha(readRange(t, tgt.Path, tgt.Parts[0].Start, tgt.Parts[0].Size)) != keepSum || sha(readRange(t, tgt.Path, 0, MiB)) != tableBefore {
+		t.Error("the target's other partition or its table changed")
+	}
+	part := fx.Parts[0]
+	part.Start, part.Size = tgt.Parts[1].Start, tgt.Parts[1].Size
+	testdisk.Fsck(t, tgt.Path, part.Start, part.Size, "ext4")
+	got := filepath.Join(t.TempDir(), "got")
+	testdisk.Extract(t, tgt.Path, part, got)
+	testdisk.CompareTrees(t, fx.Parts[0].SrcDir, got)
+	if os.Geteuid() == 0 {
+		d, _ := blockdev.Open(context.Background(), tgt.Path, blockdev.Options{})
+		info, err := probeAt(d, part.Start, part.Size)
+		d.Close()
+		if err != nil || info.Size != part.Size {
+			t.Errorf("file system not grown to the 100 MiB partition: %+v %v", info, err)
+		}
+	}
+
+	// Partition 2 into partition 1 of the same disk works too.
+	same := emptyFile(t, filepath.Join(dir, "same.img"), 0)
+	copyFile(t, fx.Path, same)
+	srcPart := sha(readRange(t, same, fx.Parts[1].Start, fx.Parts[1].Size))
+	_, _ = cloneFiles(t, Options{Source: inspect(t, same), Target: inspect(t, same), Partition: 1, ToPartition: 2, Layout: ptable.LayoutKeep})
+	if sha(readRange(t, same, fx.Parts[0].Start, fx.Parts[0].Size)) == srcPart {
+		t.Fatal("unexpected")
+	}
+	part = fx.Parts[0]
+	part.Start, part.Size = fx.Parts[1].Start, fx.Parts[1].Size
+	testdisk.Fsck(t, same, part.Start, part.Size, "ext4")
+	got2 := filepath.Join(t.TempDir(), "got2")
+	testdisk.Extract(t, same, part, got2)
+	testdisk.CompareTrees(t, fx.Parts[0].SrcDir, got2)
+}
+
+func TestSectorBySector(t *testing.T) {
+	dir := t.TempDir()
+	fx := extFixture(t, dir)
+	target := emptyFile(t, filepath.Join(dir, "t.img"), 256*MiB)
+	res, _ := cloneFiles(t, Options{Source: inspect(t, fx.Path), Target: inspect(t, target), SectorBySector: true, Verify: true})
+	if !res.Verified || res.Copied != 160*MiB {
+		t.Errorf("result %+v", res)
+	}
+	// Every byte from the first partition to the end of the source equals.
+	first := fx.Parts[0].Start
+	if sha(readRange(t, fx.Path, first, 150*MiB)) != sha(readRange(t, target, first, 150*MiB)) {
+		t.Error("content differs")
+	}
+	sgdiskVerify(t, target)
+	checkClone(t, fx, target, nil)
+}
+
+func TestCancelLeavesNoTable(t *testing.T) {
+	dir := t.TempDir()
+	fx := extFixture(t, dir)
+	target := emptyFile(t, filepath.Join(dir, "t.img"), 200*MiB)
+	p, err := MakePlan(context.Background(), Options{Source: inspect(t, fx.Path), Target: inspect(t, target), ChunkSize: 64 << 10, Workers: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	c := &progress.Counters{}
+	go func() {
+		for {
+			s := c.Snapshot()
+			if s.Phase == PhaseCopy && s.Done > 0 {
+				cancel()
+				return
+			}
+			time.Sleep(100 * time.Microsecond)
+		}
+	}()
+	_, err = Run(ctx, p, c)
+	var inc *IncompleteError
+	if !errors.As(err, &inc) || !errors.Is(err, context.Canceled) {
+		t.Fatalf("got %v, want an incomplete target after cancel", err)
+	}
+	t.Logf("error: %v", err)
+	if tbl := readTable(t, target); tbl.Kind != ptable.None {
+		t.Errorf("an interrupted clone left a %s table", tbl.Kind)
+	}
+}
+
+func TestVerifyFindsDifference(t *testing.T) {
+	dir := t.TempDir()
+	src := emptyFile(t, filepath.Join(dir, "a"), 8*MiB)
+	writeJunk(t, src)
+	dst := emptyFile(t, filepath.Join(dir, "b"), 8*MiB)
+	s, _ := blockdev.Open(context.Background(), src, blockdev.Options{})
+	d, _ := blockdev.Open(context.Background(), dst, blockdev.Options{Mode: blockdev.ReadWrite})
+	defer s.Close()
+	defer d.Close()
+	cp := &copier{src: s, dst: d, chunk: MiB, workers: 2, sums: true}
+	sums, err := cp.run(context.Background(), []span{{src: 0, dst: 0, n: 8 * MiB}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bad, err := verify(context.Background(), d, sums, MiB, 2, nil); err != nil || len(bad) != 0 {
+		t.Fatalf("clean copy: %v %v", bad, err)
+	}
+	d.WriteAt([]byte{0xff}, 3*MiB+17)
+	bad, err := verify(context.Background(), d, sums, MiB, 2, nil)
+	if err != nil || len(bad) != 1 || bad[0].Off != 3*MiB {
+		t.Fatalf("flipped byte: got %v %v", bad, err)
+	}
+	if msg := (&VerifyError{Mismatches: bad}).Error(); !strings.Contains(msg, "3145728-4194303") {
+		t.Errorf("message %q does not name the range", msg)
+	}
+}
+
+func sha(b []byte) [32]byte { return blake3Sum(b) }
