@@ -57,7 +57,13 @@ func runClone(ctx context.Context, env *cmdEnv, args []string) error {
 	default:
 		return &exitError{code: 2, err: fmt.Errorf("--layout %q: want grow-last, proportional or keep", *layout)}
 	}
-	log, closeLog, err := openLog(*logPath, env)
+	// With JSON progress on stdout, words go to stderr so that stdout
+	// stays one JSON object a line.
+	words := env.stdout
+	if *prog == "json" {
+		words = env.stderr
+	}
+	log, closeLog, err := openLog(*logPath, words)
 	if err != nil {
 		return err
 	}

@@ -90,15 +90,15 @@ func drawBar(w io.Writer, s progress.Snapshot, bps float64, final bool) {
 	}
 }
 
-// openLog returns where plan and results are written: stdout, and also the
+// openLog returns where plan and results are written: out, and also the
 // log file when one is named.
-func openLog(path string, env *cmdEnv) (io.Writer, func(), error) {
+func openLog(path string, out io.Writer) (io.Writer, func(), error) {
 	if path == "" {
-		return env.stdout, func() {}, nil
+		return out, func() {}, nil
 	}
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return nil, nil, fmt.Errorf("open log: %w", err)
 	}
-	return io.MultiWriter(env.stdout, f), func() { f.Close() }, nil
+	return io.MultiWriter(out, f), func() { f.Close() }, nil
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/lifeboat/lifeboat/engine/fsmap/fat"
 	"github.com/lifeboat/lifeboat/engine/fsmap/ntfs"
 	"github.com/lifeboat/lifeboat/engine/fsmap/raw"
+	"github.com/lifeboat/lifeboat/engine/fsmap/swap"
 )
 
 // detectors are tried in order. Signatures that can coexist decide the
@@ -27,14 +28,17 @@ var detectors = []struct {
 	{"exfat", exfat.Detect},
 	{"fat", fat.Detect},
 	{"ext", ext.Detect},
+	{"swap", swap.Detect},
 }
 
 var growers = map[string]fsmap.Grower{
-	"ext2": ext.Grow,
-	"ext3": ext.Grow,
-	"ext4": ext.Grow,
-	"vfat": fat.Grow,
-	"ntfs": ntfs.Grow,
+	"ext2":  ext.Grow,
+	"ext3":  ext.Grow,
+	"ext4":  ext.Grow,
+	"vfat":  fat.Grow,
+	"ntfs":  ntfs.Grow,
+	"exfat": exfat.Grow,
+	"swap":  swap.Grow,
 }
 
 // Detect returns the file system on r (size bytes). Content no package
