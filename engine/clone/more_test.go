@@ -19,6 +19,7 @@ import (
 	"github.com/lifeboat/lifeboat/engine/ptable"
 	"github.com/lifeboat/lifeboat/internal/testdisk"
 	"github.com/lifeboat/lifeboat/internal/testenv"
+	"golang.org/x/sys/unix"
 )
 
 func probeAt(d *blockdev.Disk, off, size int64) (fsmap.Info, error) {
@@ -354,3 +355,49 @@ func TestVerifyFindsDifference(t *testing.T) {
 }
 
 func sha(b []byte) [32]byte { return blake3Sum(b) }
+
+// TestCloneLoopDevices clones between block devices: the source and the
+// target image files attached to loop devices, so the target is opened
+// with O_EXCL, discarded with BLKDISCARD and its table re-read.
+func TestCloneLoopDevices(t *testing.T) {
+	testenv.RequireRoot(t)
+	testenv.RequireTools(t, "losetup", "resize2fs")
+	dir := t.TempDir()
+	fx := extFixture(t, dir)
+	sum := testdisk.SHA256(t, fx.Path)
+	target := emptyFile(t, filepath.Join(dir, "t.img"), 256*MiB)
+	writeJunk(t, target)
+	srcDev := losetup(t, fx.Path, 0, 0)
+	dstDev := losetup(t, target, 0, 0)
+	src, dst := inspect(t, srcDev), inspect(t, dstDev)
+	if src.IsFile || dst.IsFile || dst.Transport != "loop" {
+		t.Fatalf("not block devices: %+v %+v", src, dst)
+	}
+	// While the clone holds the target exclusively, nobody else may.
+	res, p := cloneFiles(t, Options{Source: src, Target: dst, Verify: true})
+	if !res.Verified || p.Items[len(p.Items)-1].GrowTo == 0 {
+		t.Errorf("result %+v, last item %+v", res, p.Items[len(p.Items)-1])
+	}
+	if testdisk.SHA256(t, fx.Path) != sum {
+		t.Fatal("source changed")
+	}
+	sgdiskVerify(t, target)
+	checkClone(t, fx, target, map[int]bool{2: true})
+
+	// O_EXCL: a target held open exclusively elsewhere is refused at open.
+	held, err := os.OpenFile(dstDev, os.O_RDWR|unix.O_EXCL, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	p2, err := MakePlan(context.Background(), Options{Source: src, Target: inspect(t, dstDev)})
+	if err == nil {
+		_, err = Run(context.Background(), p2, nil)
+		p2.Close()
+	}
+	var ref *RefusedError
+	if !errors.As(err, &ref) || !strings.Contains(err.Error(), "exclusively") {
+		t.Fatalf("target held exclusively: got %v", err)
+	}
+	t.Log(err)
+}

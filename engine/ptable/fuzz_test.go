@@ -33,7 +33,10 @@ func fuzzSeeds(t testing.TB) [][]byte {
 			{Number: 7, Start: 26 * 512, Size: 6 * 512, MBRType: 0x07, Logical: true, ebr: 25 * 512},
 		},
 	}
-	for _, tab := range []*Table{gpt, mbr} {
+	// A chain whose first EBR only links to the next one.
+	lead := mbr.Clone()
+	lead.Partitions[1].ebr = 13 * 512
+	for _, tab := range []*Table{gpt, mbr, lead} {
 		d := make(memDisk, 16*1024)
 		if err := tab.Write(context.Background(), d, int64(len(d))); err != nil {
 			t.Fatalf("seed: %v", err)
@@ -70,8 +73,8 @@ func fuzzSeeds(t testing.TB) [][]byte {
 func TestFuzzSeedsRead(t *testing.T) {
 	testenv.RequireTools(t, "sgdisk", "sfdisk")
 	seeds := fuzzSeeds(t)
-	if len(seeds) != 4 {
-		t.Fatalf("%d seeds, want 4 (two from the tools)", len(seeds))
+	if len(seeds) != 5 {
+		t.Fatalf("%d seeds, want 5 (two from the tools)", len(seeds))
 	}
 	for i, s := range seeds {
 		tab, err := Read(context.Background(), memDisk(s), int64(len(s)), 512)

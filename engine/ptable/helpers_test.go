@@ -156,6 +156,10 @@ func (p sfPart) number(t testing.TB) int {
 func sfdiskJSON(t testing.TB, path string) sfTable {
 	t.Helper()
 	out := tool(t, "", "sfdisk", "--json", path)
+	// sfdisk may print notes ("omitting empty partition") before the JSON.
+	if i := strings.IndexByte(out, '{'); i > 0 {
+		out = out[i:]
+	}
 	var v struct {
 		PT sfTable `json:"partitiontable"`
 	}

@@ -335,9 +335,13 @@ func (t *Table) share(extra, align int64) int64 {
 	}
 	sort.SliceStable(items, func(a, b int) bool { return startOf(items[a]) < startOf(items[b]) })
 
-	var extEnd int64
+	var extEnd, extLead int64
 	if t.Extended != nil {
 		extEnd = t.Extended.End()
+		if hasLogicals {
+			// Bytes between the container's start and the first EBR.
+			extLead = t.Partitions[t.logicals()[0]].ebr - t.Extended.Start
+		}
 	}
 	var cum, end, lastLogicalShift int64
 	for _, it := range items {
@@ -371,7 +375,7 @@ func (t *Table) share(extra, align int64) int64 {
 	if t.Extended != nil && hasLogicals {
 		idx := t.logicals()
 		e := t.Extended
-		e.Start = t.Partitions[idx[0]].ebr
+		e.Start = t.Partitions[idx[0]].ebr - extLead
 		newEnd := max(extEnd+lastLogicalShift, t.Partitions[idx[len(idx)-1]].End())
 		e.Size = newEnd - e.Start
 		end = max(end, t.Partitions[idx[len(idx)-1]].End())

@@ -254,7 +254,9 @@ func (t *Table) logicals() []int {
 
 // ebrOffsets returns the EBR position of each logical partition in chain
 // order. An unset position is the extended container's start for the first
-// logical and the sector before the partition otherwise.
+// logical and the sector before the partition otherwise. When the first
+// logical's EBR is not at the container's start, an EBR holding only a link
+// sits there (Linux and fdisk accept such chains).
 func (t *Table) ebrOffsets() ([]int64, error) {
 	idx := t.logicals()
 	if len(idx) == 0 {
@@ -267,10 +269,10 @@ func (t *Table) ebrOffsets() ([]int64, error) {
 	for k, i := range idx {
 		p := t.Partitions[i]
 		switch {
-		case k == 0:
-			out[k] = t.Extended.Start
 		case p.ebr > 0:
 			out[k] = p.ebr
+		case k == 0:
+			out[k] = t.Extended.Start
 		default:
 			out[k] = p.Start - int64(t.SectorSize)
 		}

@@ -232,7 +232,9 @@ func (t *Table) readEBRChain(ctx context.Context, r io.ReaderAt, diskSize int64)
 			}
 			t.Partitions = append(t.Partitions, p)
 			number++
-		} else if hop > 0 || link != nil {
+		} else if hop > 0 {
+			// An empty EBR first in the chain is a valid layout; one
+			// in the middle is dropped when the chain is rewritten.
 			t.warnf("EBR at byte %d describes no logical partition", at)
 		}
 		if link == nil {

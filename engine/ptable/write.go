@@ -103,6 +103,18 @@ func (t *Table) writeMBR(ctx context.Context, w io.WriterAt, diskSize int64) err
 			return fmt.Errorf("write EBR of logical partition %d at byte %d: %w", p.Number, offs[k], err)
 		}
 	}
+	if ext != nil && len(idx) > 0 && offs[0] != ext.Start {
+		// The chain starts with an EBR that only links to the first
+		// logical partition's EBR.
+		first := t.Partitions[idx[0]]
+		lead := make([]byte, 512)
+		nat := offs[0] / ss
+		putMBREntry(lead[462:478], 0, 0x05, nat-ext.Start/ss, first.End()/ss-nat, nat, first.End()/ss-1)
+		lead[510], lead[511] = 0x55, 0xAA
+		if _, err := w.WriteAt(lead, ext.Start); err != nil {
+			return fmt.Errorf("write leading EBR at byte %d: %w", ext.Start, err)
+		}
+	}
 	if ext != nil && len(idx) == 0 {
 		// An empty extended partition: a zeroed first EBR says so.
 		if _, err := w.WriteAt(make([]byte, 512), ext.Start); err != nil {

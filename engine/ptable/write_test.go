@@ -188,3 +188,36 @@ func TestWriteHandBuiltMBR(t *testing.T) {
 		t.Errorf("empty extended moved to %d, partition 1 ends at %d", plan.Extended.Start, p1.End())
 	}
 }
+
+// TestLeadingEmptyEBR covers a chain whose first EBR holds only a link (the
+// fuzzer found Write used to move the first logical's EBR to the container's
+// start): Write keeps the EBR where it was and links to it, and sfdisk
+// reads the same partitions.
+func TestLeadingEmptyEBR(t *testing.T) {
+	testenv.RequireTools(t, "sfdisk")
+	const size = 64 * mib
+	tab := &Table{
+		Kind: MBR, SectorSize: 512,
+		Extended: &Partition{Number: 2, Start: 10 * mib, Size: 50 * mib, MBRType: 0x05},
+		Partitions: []Partition{
+			{Number: 1, Start: mib, Size: 8 * mib, MBRType: 0x83},
+			{Number: 5, Start: 13 * mib, Size: 10 * mib, MBRType: 0x83, Logical: true, ebr: 12 * mib},
+			{Number: 6, Start: 25 * mib, Size: 10 * mib, MBRType: 0x82, Logical: true},
+		},
+	}
+	img := newImage(t, "lead.img", size)
+	writeImage(t, tab, img, size)
+	back := readImage(t, img, 512)
+	if len(back.Warnings()) != 0 {
+		t.Errorf("warnings %q", back.Warnings())
+	}
+	p5, _ := back.Find(5)
+	if o, _ := p5.EBR(); o != 12*mib {
+		t.Errorf("first logical's EBR at %d, want %d", o, 12*mib)
+	}
+	compareWithSfdisk(t, back, sfdiskJSON(t, img))
+	ext := back.MetadataExtents(size)
+	if len(ext) != 4 || ext[1].Off != 10*mib || ext[2].Off != 12*mib {
+		t.Errorf("MetadataExtents %v", ext)
+	}
+}
