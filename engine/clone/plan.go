@@ -421,6 +421,15 @@ func (p *Plan) item(ctx context.Context, num int, srcOff, srcSize int64, toNum i
 		it.Extents = fsmap.Normalize(ext, dstSize)
 		it.Copy = fsmap.Total(it.Extents)
 	}
+	if ts := targetSectorSize(p.Opts.Target, p.src); ts > p.src.SectorSize() {
+		fss, err := fsSectorSize(info, blockdev.Sub(p.src, srcOff, srcSize))
+		if err != nil {
+			return Item{}, err
+		}
+		if fss != 0 && fss < ts {
+			return Item{}, refuse("the %s file system of %s uses %d-byte sectors, which a disk with %d-byte sectors cannot hold (it would not mount)", info.Type, volumeName(num), fss, ts)
+		}
+	}
 	switch {
 	case info.Raw:
 		it.Action = "copy every sector (" + info.Type + ")"
