@@ -401,3 +401,77 @@ func TestCloneLoopDevices(t *testing.T) {
 	}
 	t.Log(err)
 }
+
+// TestCloneTo4KSectors clones a 512-byte-sector disk onto a disk with
+// 4096-byte logical sectors (a loop device with that sector size): ext4
+// with 4 KiB blocks translates exactly; FAT with 512-byte sectors is refused.
+func TestCloneTo4KSectors(t *testing.T) {
+	testenv.RequireRoot(t)
+	testenv.RequireTools(t, "losetup", "sgdisk", "mkfs.fat")
+	dir := t.TempDir()
+	fx := testdisk.Build(t, dir, testdisk.Spec{
+		// mke2fs picks 4 KiB blocks from 512 MiB up; smaller ones get
+		// 1 KiB blocks, which a 4K disk cannot hold.
+		Table: "gpt", Size: 640 * MiB,
+		Parts: []testdisk.Part{
+			{FS: "ext4", Size: 560 * MiB, Label: "four-k", Files: &testdisk.TreeOptions{Seed: 4, TotalBytes: 4 << 20, Symlinks: true}},
+			{FS: "none", Size: 32 * MiB},
+		},
+	})
+	target := emptyFile(t, filepath.Join(dir, "t4k.img"), 700*MiB)
+	dev := run(t, "losetup", "-f", "--show", "--sector-size", "4096", target)
+	t.Cleanup(func() { exec.Command("losetup", "-d", dev).Run() })
+	dst := inspect(t, dev)
+	if dst.LogicalSectorSize != 4096 {
+		t.Fatalf("loop device has %d-byte sectors", dst.LogicalSectorSize)
+	}
+	_, p := cloneFiles(t, Options{Source: inspect(t, fx.Path), Target: dst, Layout: ptable.LayoutKeep, Verify: true})
+	if p.DstTable.SectorSize != 4096 {
+		t.Fatalf("table written with %d-byte sectors", p.DstTable.SectorSize)
+	}
+	exec.Command("losetup", "-d", dev).Run()
+	// Read back through a fresh 4K loop device, as a 4Kn disk shows it.
+	dev2 := run(t, "losetup", "-f", "--show", "--sector-size", "4096", target)
+	t.Cleanup(func() { exec.Command("losetup", "-d", dev2).Run() })
+	sg, _ := testenv.LookPath("sgdisk")
+	if out, err := exec.Command(sg, "-v", dev2).CombinedOutput(); err != nil || !strings.Contains(string(out), "No problems found") {
+		t.Errorf("sgdisk -v on the 4K disk: %v\n%s", err, out)
+	}
+	d, err := blockdev.Open(context.Background(), dev2, blockdev.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tbl, err := ptable.Read(context.Background(), d, d.Size(), d.SectorSize())
+	d.Close()
+	if err != nil || tbl.Kind != ptable.GPT {
+		t.Fatalf("read the 4K table: %v %+v", err, tbl)
+	}
+	for i, part := range fx.Parts {
+		tp, ok := tbl.Find(part.Number)
+		if !ok || tp.Start != part.Start || tp.Size != part.Size {
+			t.Fatalf("partition %d moved: %+v vs %+v", part.Number, tp, part)
+		}
+		if i == 0 {
+			testdisk.Fsck(t, target, tp.Start, tp.Size, part.FS)
+			got := filepath.Join(t.TempDir(), "got")
+			testdisk.Extract(t, target, part, got)
+			testdisk.CompareTrees(t, part.SrcDir, got)
+		}
+	}
+
+	// FAT with 512-byte sectors cannot live on the 4K disk.
+	fat := testdisk.Build(t, filepath.Join(dir, "fat"), testdisk.Spec{
+		Table: "gpt", Size: 80 * MiB,
+		Parts: []testdisk.Part{{FS: "vfat", Size: 40 * MiB, Label: "ESP"}},
+	})
+	before := testdisk.SHA256(t, target)
+	_, err = MakePlan(context.Background(), Options{Source: inspect(t, fat.Path), Target: inspect(t, dev2)})
+	var ref *RefusedError
+	if !errors.As(err, &ref) || !strings.Contains(err.Error(), "512-byte sectors") {
+		t.Fatalf("FAT onto 4K sectors: got %v", err)
+	}
+	t.Log(err)
+	if testdisk.SHA256(t, target) != before {
+		t.Error("target changed")
+	}
+}

@@ -320,7 +320,7 @@ func (p *Plan) planDisk(ctx context.Context) error {
 		}
 		it, err := p.item(ctx, sp.Number, sp.Start, sp.Size, dp.Number, dp.Start, dp.Size)
 		if err != nil {
-			return fmt.Errorf("partition %d: %w", sp.Number, err)
+			return partitionError(sp.Number, err)
 		}
 		p.Items = append(p.Items, it)
 	}
@@ -388,7 +388,7 @@ func (p *Plan) planPartition(ctx context.Context) error {
 	}
 	it, err := p.item(ctx, sp.Number, sp.Start, sp.Size, toNum, dstOff, dstSize)
 	if err != nil {
-		return fmt.Errorf("partition %d: %w", sp.Number, err)
+		return partitionError(sp.Number, err)
 	}
 	if o.Layout == ptable.LayoutKeep {
 		it.GrowTo = 0
@@ -414,7 +414,7 @@ func (p *Plan) item(ctx context.Context, num int, srcOff, srcSize int64, toNum i
 		}
 	}
 	if dstSize < need {
-		return Item{}, refuse("the target volume holds %s but the %s file system needs %s", sizeWords(dstSize), info.Type, sizeWords(need))
+		return Item{}, refuse("the target for %s holds %s but its %s file system needs %s", volumeName(num), sizeWords(dstSize), info.Type, sizeWords(need))
 	}
 	if dstSize < srcSize && len(ext) > 0 {
 		// The file system fits, but nothing past the target may be copied.
@@ -456,6 +456,16 @@ func (p *Plan) item(ctx context.Context, num int, srcOff, srcSize int64, toNum i
 		}
 	}
 	return it, nil
+}
+
+// partitionError names the partition in an error, unless it is a refusal,
+// whose message names it already.
+func partitionError(num int, err error) error {
+	var ref *RefusedError
+	if errors.As(err, &ref) {
+		return err
+	}
+	return fmt.Errorf("partition %d: %w", num, err)
 }
 
 func volumeName(num int) string {
