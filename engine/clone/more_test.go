@@ -158,6 +158,9 @@ func TestRefusalsLoop(t *testing.T) {
 	if !errors.As(err, &ref) || !strings.Contains(err.Error(), "mounted") {
 		t.Fatalf("mounted target: got %v", err)
 	}
+	if testdisk.SHA256(t, target) != sum {
+		t.Error("target changed")
+	}
 	t.Logf("%v", err)
 
 	swapLoop := losetup(t, target, fx.Parts[1].Start, fx.Parts[1].Size)
@@ -474,4 +477,53 @@ func TestCloneTo4KSectors(t *testing.T) {
 	if testdisk.SHA256(t, target) != before {
 		t.Error("target changed")
 	}
+}
+
+// TestHibernatedNTFS clones a disk whose NTFS volume holds a hibernated
+// Windows onto a larger disk: the volume is copied exactly and not grown,
+// and the plan says why.
+func TestHibernatedNTFS(t *testing.T) {
+	testenv.RequireRoot(t)
+	testenv.RequireTools(t, "mkntfs", "ntfs-3g", "sgdisk", "ntfsfix")
+	dir := t.TempDir()
+	vol := emptyFile(t, filepath.Join(dir, "ntfs.img"), 64*MiB)
+	run(t, "mkntfs", "-q", "-F", "-Q", "-L", "Windows", vol)
+	mnt := t.TempDir()
+	run(t, "ntfs-3g", vol, mnt)
+	hib := append([]byte("hibr"), make([]byte, 1<<20)...)
+	err := os.WriteFile(filepath.Join(mnt, "hiberfil.sys"), hib, 0o644)
+	os.WriteFile(filepath.Join(mnt, "document.txt"), []byte("unsaved work\n"), 0o644)
+	run(t, "umount", mnt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	disk := emptyFile(t, filepath.Join(dir, "disk.img"), 80*MiB)
+	run(t, "sgdisk", "-n", "1:2048:+64M", "-t", "1:0700", disk)
+	f, _ := os.OpenFile(disk, os.O_WRONLY, 0)
+	f.WriteAt(readRange(t, vol, 0, 64*MiB), MiB)
+	f.Close()
+	target := emptyFile(t, filepath.Join(dir, "t.img"), 160*MiB)
+	res, p := cloneFiles(t, Options{Source: inspect(t, disk), Target: inspect(t, target), Verify: true})
+	if p.Items[0].GrowTo != 0 {
+		t.Error("a hibernated NTFS volume was planned to grow")
+	}
+	found := false
+	for _, w := range res.Warnings {
+		if strings.Contains(w, "not grown") && strings.Contains(w, "hibernated") {
+			found = true
+		}
+	}
+	if !found {
+		t.Errorf("no warning that the hibernated volume is not grown: %q", res.Warnings)
+	}
+	tbl := readTable(t, target)
+	tp, _ := tbl.Find(1)
+	if tp.Size <= 64*MiB {
+		t.Errorf("the partition should still grow: %d", tp.Size)
+	}
+	// Every byte of the volume is as it was: Windows can resume.
+	if sha(readRange(t, target, tp.Start, 64*MiB)) != sha(readRange(t, vol, 0, 64*MiB)) {
+		t.Error("the hibernated volume's bytes changed")
+	}
+	testdisk.Fsck(t, target, tp.Start, 64*MiB, "ntfs")
 }

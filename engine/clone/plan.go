@@ -443,7 +443,9 @@ func (p *Plan) item(ctx context.Context, num int, srcOff, srcSize int64, toNum i
 	}
 	const slack = 1 << 20
 	if !info.Raw && info.Size > 0 && dstSize > info.Size+slack {
-		if g := probe.Grower(info.Type); g != nil {
+		if info.NoGrow != "" {
+			p.Warnings = append(p.Warnings, fmt.Sprintf("%s: the %s file system is not grown: %s", volumeName(num), info.Type, info.NoGrow))
+		} else if g := probe.Grower(info.Type); g != nil {
 			if p.Opts.Target.IsFile && os.Geteuid() != 0 {
 				p.Warnings = append(p.Warnings, fmt.Sprintf("%s: the %s file system is not grown: growing one inside an image file needs root (for a loop device)", volumeName(num), info.Type))
 			} else {

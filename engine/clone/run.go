@@ -44,7 +44,10 @@ type IncompleteError struct {
 }
 
 func (e *IncompleteError) Error() string {
-	what := "it holds no partition table and no usable copy"
+	const what = "it holds no partition table and no usable copy"
+	if errors.Is(e.Err, context.Canceled) {
+		return fmt.Sprintf("interrupted: the target %s is incomplete: %s", e.Target, what)
+	}
 	return fmt.Sprintf("%v; the target %s is incomplete: %s", e.Err, e.Target, what)
 }
 

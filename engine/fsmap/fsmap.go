@@ -48,6 +48,9 @@ type Info struct {
 	// Raw is true when no used-block map exists for this content and every
 	// byte is copied.
 	Raw bool
+	// NoGrow, when set, says why the file system must not be resized
+	// (a hibernated Windows would lose its state); it is still copied.
+	NoGrow string
 	// Warnings are conditions a user must be told about (a hibernated NTFS
 	// volume, a file system marked dirty, a raw copy of an encrypted volume).
 	Warnings []string

@@ -235,11 +235,6 @@ func (t *Table) entrySectors() int64 {
 	return (n*sz + ss - 1) / ss
 }
 
-// sortPartitions orders partitions by Number.
-func (t *Table) sortPartitions() {
-	sort.SliceStable(t.Partitions, func(i, j int) bool { return t.Partitions[i].Number < t.Partitions[j].Number })
-}
-
 // logicals returns the indexes of the logical partitions in chain order.
 func (t *Table) logicals() []int {
 	var idx []int

@@ -145,8 +145,10 @@ func Detect(ctx context.Context, r io.ReaderAt, size int64) (fsmap.FS, error) {
 	switch hib {
 	case hiberYes:
 		info.Warnings = append(info.Warnings, warnHibernated)
+		info.NoGrow = "Windows is hibernated (or shut down with Fast Startup) on it"
 	case hiberUnknown:
 		info.Warnings = append(info.Warnings, warnHiberUnknown)
+		info.NoGrow = "whether Windows is hibernated on it cannot be checked"
 	}
 	return &FS{v: v, info: info, hiber: hib, dirty: flags&volDirty != 0}, nil
 }

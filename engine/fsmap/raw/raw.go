@@ -30,10 +30,10 @@ func (f *FS) UsedExtents(ctx context.Context) ([]fsmap.Extent, error) {
 }
 
 type signature struct {
-	typ, variant string
-	off          int64
-	magic        []byte
-	warning      string
+	typ     string
+	off     int64
+	magic   []byte
+	warning string
 }
 
 var signatures = []signature{
