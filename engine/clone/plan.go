@@ -511,21 +511,14 @@ func parentDir(path string) string {
 	return "."
 }
 
+// statDirObject describes a directory as a file on its file system, so the
+// disks under it can be found.
 func statDirObject(dir string) (object, error) {
-	var o object
-	fi, err := os.Stat(dir)
-	if err != nil {
-		return o, err
-	}
-	_ = fi
-	o.path = dir
 	st, err := statRaw(dir)
 	if err != nil {
-		return o, err
+		return object{}, err
 	}
-	o.dev = st.dev
-	o.ino = st.ino
-	return o, nil
+	return object{path: dir, dev: st.dev, ino: st.ino}, nil
 }
 
 // Describe writes the plan in words: what is read, what is overwritten,

@@ -40,15 +40,16 @@ type Result struct {
 // changed: the target holds no usable copy.
 type IncompleteError struct {
 	Target string
-	Err    error
+	// State says what the target holds now.
+	State string
+	Err   error
 }
 
 func (e *IncompleteError) Error() string {
-	const what = "it holds no partition table and no usable copy"
 	if errors.Is(e.Err, context.Canceled) {
-		return fmt.Sprintf("interrupted: the target %s is incomplete: %s", e.Target, what)
+		return fmt.Sprintf("interrupted: the target %s is incomplete: %s", e.Target, e.State)
 	}
-	return fmt.Sprintf("%v; the target %s is incomplete: %s", e.Err, e.Target, what)
+	return fmt.Sprintf("%v; the target %s is incomplete: %s", e.Err, e.Target, e.State)
 }
 
 func (e *IncompleteError) Unwrap() error { return e.Err }
@@ -92,7 +93,14 @@ func Run(ctx context.Context, p *Plan, counters *progress.Counters) (*Result, er
 	touched := false
 	fail := func(err error) (*Result, error) {
 		if touched {
-			return res, &IncompleteError{Target: o.Target.Path, Err: err}
+			state := "it holds no partition table and no usable copy"
+			switch {
+			case o.ToPartition != 0:
+				state = fmt.Sprintf("partition %d holds no usable file system; the rest of the disk is as it was", o.ToPartition)
+			case p.DstTable == nil:
+				state = "it holds no usable copy"
+			}
+			return res, &IncompleteError{Target: o.Target.Path, State: state, Err: err}
 		}
 		return res, err
 	}
