@@ -21,8 +21,7 @@ build: ## build out/lifeboat
 demo: deps build ## make two demo disks, clone the old one onto the new one, show the result
 	build/demo.sh out/demo
 
-test: deps ## run every test (root runs the loop-device and mount tests too)
-	go vet ./...
+test: deps lint ## lint, then every test (root runs the loop-device and mount tests too)
 	go test -count=1 -timeout 40m ./...
 
 test-short: ## the quick tests only

@@ -233,3 +233,35 @@ func TestCloneMBRStandard(t *testing.T) {
 		t.Logf("target table:\n%s", out)
 	}
 }
+
+// TestCloneStandardThroughLoops repeats the standard fixtures' clones with
+// block devices on both sides: each image attached to a loop device.
+func TestCloneStandardThroughLoops(t *testing.T) {
+	testenv.RequireRoot(t)
+	testenv.RequireTools(t, "losetup", "sgdisk", "sfdisk", "mkntfs", "mkfs.exfat", "resize2fs", "ntfsresize")
+	for _, c := range []struct {
+		name  string
+		build func(testing.TB, string) *testdisk.Fixture
+		size  int64
+	}{
+		{"gpt", testdisk.GPTStandard, 512 * MiB},
+		{"mbr", testdisk.MBRStandard, 448 * MiB},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			dir := t.TempDir()
+			fx := c.build(t, dir)
+			sum := testdisk.SHA256(t, fx.Path)
+			target := emptyFile(t, filepath.Join(dir, "target.img"), c.size)
+			src, dst := losetup(t, fx.Path, 0, 0), losetup(t, target, 0, 0)
+			res, _ := cloneFiles(t, Options{Source: inspect(t, src), Target: inspect(t, dst), Verify: true})
+			if !res.Verified {
+				t.Error("not verified")
+			}
+			if testdisk.SHA256(t, fx.Path) != sum {
+				t.Fatal("the source changed")
+			}
+			last := fx.Parts[len(fx.Parts)-1]
+			checkClone(t, fx, target, map[int]bool{last.Number: true})
+		})
+	}
+}
