@@ -37,6 +37,7 @@ func runClone(ctx context.Context, env *cmdEnv, args []string) error {
 	sbs := fs.Bool("sector-by-sector", false, "copy every sector (unknown layouts, forensic copies)")
 	verify := fs.Bool("verify", false, "re-read the target and compare checksums with the source")
 	noDiscard := fs.Bool("no-discard", false, "do not discard the target before writing")
+	delta := fs.Bool("delta", false, "read the target first and write only what differs (a target that holds an earlier clone)")
 	prog := fs.String("progress", "auto", "progress display: auto, bar, json or none")
 	logPath := fs.String("log", "", "also write a log to this file (it may not be on the target)")
 	var diskFiles multiFlag
@@ -84,7 +85,7 @@ func runClone(ctx context.Context, env *cmdEnv, args []string) error {
 	opt := clone.Options{
 		Source: src, Target: dst, Layout: ptable.Layout(*layout),
 		Partition: *part, ToPartition: *toPart, SectorBySector: *sbs,
-		Verify: *verify, NoDiscard: *noDiscard,
+		Verify: *verify, NoDiscard: *noDiscard, Delta: *delta,
 	}
 	if *logPath != "" {
 		abs, _ := filepath.Abs(*logPath)

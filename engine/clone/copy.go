@@ -1,6 +1,7 @@
 package clone
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"fmt"
@@ -32,13 +33,17 @@ type chunkSum struct {
 // chunk, checksums it and writes it, so memory is workers*chunk whatever
 // the disk size, and reads of one chunk overlap writes of others.
 type copier struct {
-	src      io.ReaderAt
-	dst      io.WriterAt
-	chunk    int64
-	workers  int
-	counters *progress.Counters
+	src io.ReaderAt
+	dst io.WriterAt
+	// dstReader reads the target back, for delta copies.
+	dstReader io.ReaderAt
+	chunk     int64
+	workers   int
+	counters  *progress.Counters
 	// sums collects a checksum per chunk for --verify.
 	sums bool
+	// delta reads the target first and writes only pieces that differ.
+	delta bool
 }
 
 type piece struct {
@@ -76,6 +81,10 @@ func (c *copier) run(ctx context.Context, spans []span) ([]chunkSum, error) {
 	for w := 0; w < c.workers; w++ {
 		g.Go(func() error {
 			buf := make([]byte, c.chunk)
+			var old []byte
+			if c.delta {
+				old = make([]byte, c.chunk)
+			}
 			for p := range work {
 				b := buf[:p.n]
 				if err := fsmap.ReadFull(c.src, b, p.src, "source"); err != nil {
@@ -84,7 +93,15 @@ func (c *copier) run(ctx context.Context, spans []span) ([]chunkSum, error) {
 				if c.sums {
 					sums[p.idx] = chunkSum{dst: p.dst, n: p.n, sum: blake3.Sum256(b)}
 				}
-				if !(p.zeroSkip && isZero(b)) {
+				same := false
+				if c.delta {
+					o := old[:p.n]
+					if err := fsmap.ReadFull(c.dstReader, o, p.dst, "target"); err != nil {
+						return err
+					}
+					same = bytes.Equal(o, b)
+				}
+				if !same && !(p.zeroSkip && isZero(b)) {
 					if _, err := c.dst.WriteAt(b, p.dst); err != nil {
 						return fmt.Errorf("write %d bytes at byte %d of the target: %w", p.n, p.dst, err)
 					}

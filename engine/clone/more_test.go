@@ -527,3 +527,30 @@ func TestHibernatedNTFS(t *testing.T) {
 	}
 	testdisk.Fsck(t, target, tp.Start, 64*MiB, "ntfs")
 }
+
+// TestDeltaWritesOnlyDifferences clones, changes one file's blocks on the
+// target, and clones again with Delta: only the changed pieces are written
+// and the target equals a full clone.
+func TestDeltaWritesOnlyDifferences(t *testing.T) {
+	dir := t.TempDir()
+	fx := extFixture(t, dir)
+	target := emptyFile(t, filepath.Join(dir, "t.img"), 160*MiB)
+	full, _ := cloneFiles(t, Options{Source: inspect(t, fx.Path), Target: inspect(t, target), Layout: ptable.LayoutKeep})
+	res, _ := cloneFiles(t, Options{Source: inspect(t, fx.Path), Target: inspect(t, target), Layout: ptable.LayoutKeep, Delta: true})
+	if res.Written != 0 || res.Copied != full.Copied {
+		t.Fatalf("delta over an identical target: wrote %d bytes, compared %d (full clone copied %d)", res.Written, res.Copied, full.Copied)
+	}
+	// Damage 1 MiB inside the first partition's used data on the target.
+	junk := make([]byte, MiB)
+	for i := range junk {
+		junk[i] = 0x5a
+	}
+	f, _ := os.OpenFile(target, os.O_WRONLY, 0)
+	f.WriteAt(junk, fx.Parts[0].Start+8*MiB)
+	f.Close()
+	res, _ = cloneFiles(t, Options{Source: inspect(t, fx.Path), Target: inspect(t, target), Layout: ptable.LayoutKeep, Delta: true, Verify: true})
+	if res.Written == 0 || res.Written > 2*defaultChunk {
+		t.Errorf("delta after a 1 MiB change wrote %d bytes", res.Written)
+	}
+	checkClone(t, fx, target, nil)
+}

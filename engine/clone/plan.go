@@ -45,6 +45,12 @@ type Options struct {
 	ChunkSize int64
 	// SysRoot is /sys, injectable for tests.
 	SysRoot string
+	// SourceDev, when set, is read instead of opening Source.Path: a
+	// snapshot seen as a disk, for restore. Source still describes it.
+	SourceDev blockdev.Device
+	// Delta reads the target and writes only the pieces that differ; the
+	// target is neither discarded nor wiped first.
+	Delta bool
 }
 
 // Item is one volume to copy.
@@ -78,7 +84,7 @@ type Plan struct {
 	Total    int64
 	Warnings []string
 
-	src *blockdev.Disk
+	src blockdev.Device
 }
 
 // Close releases the source.
@@ -125,11 +131,15 @@ func MakePlan(ctx context.Context, opt Options) (*Plan, error) {
 	if err := p.checkTarget(); err != nil {
 		return nil, err
 	}
-	src, err := blockdev.Open(ctx, opt.Source.Path, blockdev.Options{Mode: blockdev.ReadOnly})
-	if err != nil {
-		return nil, fmt.Errorf("open source: %w", err)
+	if opt.SourceDev != nil {
+		p.src = opt.SourceDev
+	} else {
+		src, err := blockdev.Open(ctx, opt.Source.Path, blockdev.Options{Mode: blockdev.ReadOnly})
+		if err != nil {
+			return nil, fmt.Errorf("open source: %w", err)
+		}
+		p.src = src
 	}
-	p.src = src
 	if err := p.plan(ctx); err != nil {
 		p.Close()
 		return nil, err
@@ -144,20 +154,22 @@ func MakePlan(ctx context.Context, opt Options) (*Plan, error) {
 // checkTarget applies the rules that do not need the source's contents.
 func (p *Plan) checkTarget() error {
 	o := p.Opts
-	so, err := statObject(o.Source.Path)
-	if err != nil {
-		return fmt.Errorf("source: %w", err)
-	}
 	to, err := statObject(o.Target.Path)
 	if err != nil {
 		return fmt.Errorf("target: %w", err)
 	}
 	topo := topology{sysRoot: o.SysRoot}
-	if same, how := topo.overlap(to, so); same {
-		// Cloning one partition into another of the same disk is allowed;
-		// the plan checks later that the two do not overlap.
-		if !(o.Partition != 0 && o.ToPartition != 0) {
-			return refuse("the target %s and the source %s share their bytes (%s): the source is never written", o.Target.Path, o.Source.Path, how)
+	if o.SourceDev == nil {
+		so, err := statObject(o.Source.Path)
+		if err != nil {
+			return fmt.Errorf("source: %w", err)
+		}
+		if same, how := topo.overlap(to, so); same {
+			// Cloning one partition into another of the same disk is allowed;
+			// the plan checks later that the two do not overlap.
+			if !(o.Partition != 0 && o.ToPartition != 0) {
+				return refuse("the target %s and the source %s share their bytes (%s): the source is never written", o.Target.Path, o.Source.Path, how)
+			}
 		}
 	}
 	for _, path := range o.Protect {
@@ -377,7 +389,7 @@ func (p *Plan) planPartition(ctx context.Context) error {
 			return fmt.Errorf("the target %s has no partition %d (it has: %s)", o.Target.Path, o.ToPartition, partitionList(tt))
 		}
 		dstOff, dstSize, toNum = tp.Start, tp.Size, tp.Number
-		if so, _ := statObject(o.Source.Path); true {
+		if so, err := statObject(o.Source.Path); err == nil && o.SourceDev == nil {
 			to, _ := statObject(o.Target.Path)
 			if same, _ := (topology{sysRoot: o.SysRoot}).overlap(to, so); same {
 				if sp.Number == tp.Number || (dstOff < sp.Start+sp.Size && sp.Start < dstOff+dstSize) {
@@ -488,7 +500,7 @@ func partitionList(t *ptable.Table) string {
 	return strings.Join(s, ", ")
 }
 
-func targetSectorSize(t *disks.Disk, src *blockdev.Disk) int {
+func targetSectorSize(t *disks.Disk, src blockdev.Device) int {
 	if t.LogicalSectorSize > 0 && !t.IsFile {
 		return t.LogicalSectorSize
 	}

@@ -95,6 +95,8 @@ func Run(ctx context.Context, p *Plan, counters *progress.Counters) (*Result, er
 		if touched {
 			state := "it holds no partition table and no usable copy"
 			switch {
+			case o.Delta:
+				state = "it holds a mix of its old content and the new; run the same command again to finish it"
 			case o.ToPartition != 0:
 				state = fmt.Sprintf("partition %d holds no usable file system; the rest of the disk is as it was", o.ToPartition)
 			case p.DstTable == nil:
@@ -115,7 +117,7 @@ func Run(ctx context.Context, p *Plan, counters *progress.Counters) (*Result, er
 		ranges = []fsmap.Extent{{Off: p.Items[0].DstOff, Len: p.Items[0].DstSize}}
 	}
 	zeroed := false
-	if !o.NoDiscard {
+	if !o.NoDiscard && !o.Delta {
 		counters.SetPhase(PhaseDiscard, fsmap.Total(ranges))
 		zeroed = true
 		for _, r := range ranges {
@@ -130,7 +132,7 @@ func Run(ctx context.Context, p *Plan, counters *progress.Counters) (*Result, er
 			counters.Add(r.Len)
 		}
 	}
-	if wholeDisk && p.SrcTable.Kind != ptable.None && !o.SectorBySector {
+	if wholeDisk && p.SrcTable.Kind != ptable.None && !o.SectorBySector && !o.Delta {
 		// The old table goes first so that an interrupted clone never
 		// looks like a good disk.
 		if err := ptable.Wipe(ctx, tgt, tgt.Size(), tgt.SectorSize()); err != nil {
@@ -173,7 +175,7 @@ func Run(ctx context.Context, p *Plan, counters *progress.Counters) (*Result, er
 	if chunk <= 0 {
 		chunk = defaultChunk
 	}
-	cp := &copier{src: p.src, dst: tgt, chunk: chunk, workers: workers, counters: counters, sums: o.Verify}
+	cp := &copier{src: p.src, dst: tgt, chunk: chunk, workers: workers, counters: counters, sums: o.Verify, delta: o.Delta, dstReader: tgt}
 	counters.SetPhase(PhaseCopy, spanTotal(spans)+spanTotal(head))
 	touched = true
 	sums, err := cp.run(ctx, spans)
