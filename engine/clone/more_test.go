@@ -554,3 +554,37 @@ func TestDeltaWritesOnlyDifferences(t *testing.T) {
 	}
 	checkClone(t, fx, target, nil)
 }
+
+// TestSharesStorage checks the containment rules behind "the source is
+// never written": a file inside a file system that lives in an image file
+// shares that image's bytes; two files side by side do not.
+func TestSharesStorage(t *testing.T) {
+	dir := t.TempDir()
+	a := emptyFile(t, filepath.Join(dir, "a.img"), MiB)
+	b := emptyFile(t, filepath.Join(dir, "b.img"), MiB)
+	if same, how, err := SharesStorage("", a, b); err != nil || same {
+		t.Fatalf("side-by-side files: %v %q %v", same, how, err)
+	}
+	if same, _, err := SharesStorage("", a, a); err != nil || !same {
+		t.Fatalf("a file and itself: %v %v", same, err)
+	}
+	testenv.RequireRoot(t)
+	testenv.RequireTools(t, "mkfs.ext4", "losetup", "mount", "umount")
+	fsimg := emptyFile(t, filepath.Join(dir, "fs.img"), 64*MiB)
+	run(t, "mkfs.ext4", "-q", "-F", fsimg)
+	loop := losetup(t, fsimg, 0, 0)
+	mnt := t.TempDir()
+	run(t, "mount", loop, mnt)
+	defer run(t, "umount", mnt)
+	inner := emptyFile(t, filepath.Join(mnt, "inner.img"), MiB)
+	for _, c := range []struct{ x, y string }{{inner, fsimg}, {fsimg, inner}, {mnt, fsimg}, {loop, inner}} {
+		same, how, err := SharesStorage("", c.x, c.y)
+		if err != nil || !same {
+			t.Errorf("%s and %s: shared %v (%s), %v", c.x, c.y, same, how, err)
+		}
+		t.Logf("%s / %s: %s", c.x, c.y, how)
+	}
+	if same, how, _ := SharesStorage("", inner, a); same {
+		t.Errorf("a file inside fs.img and a file beside it share storage: %s", how)
+	}
+}

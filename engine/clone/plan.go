@@ -48,6 +48,9 @@ type Options struct {
 	// SourceDev, when set, is read instead of opening Source.Path: a
 	// snapshot seen as a disk, for restore. Source still describes it.
 	SourceDev blockdev.Device
+	// SourceLabel, when set, names the source in the plan instead of
+	// Source.Describe (a snapshot's id, time and origin).
+	SourceLabel string
 	// Delta reads the target and writes only the pieces that differ; the
 	// target is neither discarded nor wiped first.
 	Delta bool
@@ -536,7 +539,11 @@ func statDirObject(dir string) (object, error) {
 // Describe writes the plan in words: what is read, what is overwritten,
 // and what each volume becomes.
 func (p *Plan) Describe(w io.Writer) {
-	fmt.Fprintf(w, "Source: %s\n", p.Source.Describe())
+	src := p.Opts.SourceLabel
+	if src == "" {
+		src = p.Source.Describe()
+	}
+	fmt.Fprintf(w, "Source: %s\n", src)
 	fmt.Fprintf(w, "Target: %s\n", p.Target.Describe())
 	switch {
 	case p.Opts.ToPartition != 0:

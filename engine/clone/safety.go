@@ -80,26 +80,26 @@ func readDev(path string) (uint64, bool) {
 }
 
 // atom is a unit of storage that objects are made of: a whole disk, or a
-// regular file (which lives on the disks in within).
+// regular file, which itself lives in the atoms under its file system.
 type atom struct {
-	disk   uint64 // a whole disk's device number, when file is false
-	file   bool
-	dev    uint64
-	ino    uint64
-	path   string
-	within []uint64 // the disks under a file's file system
+	disk uint64 // a whole disk's device number, when file is false
+	file bool
+	dev  uint64
+	ino  uint64
+	path string
+	in   []atom // for files: what the file system holding it is stored on
 }
 
 // atoms returns what the bytes of o are stored on: a partition is its
 // disk; a device-mapper or md device is the disks under it (its slaves); a
-// loop device is its backing file or device; a file is itself, within the
-// disks under its file system.
+// loop device is its backing file or device; a file is itself, inside what
+// its file system is stored on.
 func (t topology) atoms(o object, depth int) []atom {
 	if depth > 16 {
 		return nil
 	}
 	if !o.isBlock {
-		return []atom{{file: true, dev: o.dev, ino: o.ino, path: o.path, within: t.disksOf(o.dev, depth+1)}}
+		return []atom{{file: true, dev: o.dev, ino: o.ino, path: o.path, in: t.blockAtoms(o.dev, depth+1)}}
 	}
 	return t.blockAtoms(o.rdev, depth)
 }
@@ -129,54 +129,69 @@ func (t topology) blockAtoms(d uint64, depth int) []atom {
 	return out
 }
 
-// disksOf returns the whole disks under block device d (a file system's
-// device): through device-mapper, md and loop devices.
-func (t topology) disksOf(d uint64, depth int) []uint64 {
-	var out []uint64
-	for _, a := range t.blockAtoms(d, depth) {
-		if a.file {
-			out = append(out, a.within...)
-		} else {
-			out = append(out, a.disk)
+// meets reports whether atoms a and b share bytes: one holds the other, at
+// any depth (a disk holds the files on its file systems, a file holds the
+// files of a file system in it). Two files side by side on one disk do not
+// meet: writing one leaves the other as it was.
+func (t topology) meets(a, b atom) (bool, string) {
+	if t.holds(a, b, 0) {
+		return true, t.how(a, b)
+	}
+	if t.holds(b, a, 0) {
+		return true, t.how(b, a)
+	}
+	return false, ""
+}
+
+// holds reports whether x is y or holds it.
+func (t topology) holds(x, y atom, depth int) bool {
+	if depth > 16 {
+		return false
+	}
+	if !x.file && !y.file && x.disk == y.disk || x.file && y.file && x.dev == y.dev && x.ino == y.ino {
+		return true
+	}
+	if y.file {
+		for _, c := range y.in {
+			if t.holds(x, c, depth+1) {
+				return true
+			}
 		}
 	}
-	return out
+	return false
+}
+
+func (t topology) how(outer, inner atom) string {
+	if outer.file == inner.file && (outer.file && outer.ino == inner.ino || !outer.file && outer.disk == inner.disk) {
+		return "both are " + t.atomName(outer)
+	}
+	return fmt.Sprintf("%s is stored on %s", t.atomName(inner), t.atomName(outer))
+}
+
+func (t topology) atomName(a atom) string {
+	if a.file {
+		return "the file " + a.path
+	}
+	return "the disk " + t.name(a.disk)
 }
 
 // overlap reports whether writing target can change the bytes of other,
 // and says how.
 func (t topology) overlap(target, other object) (bool, string) {
-	ta, oa := t.atoms(target, 0), t.atoms(other, 0)
-	for _, a := range ta {
-		for _, b := range oa {
-			switch {
-			case !a.file && !b.file && a.disk == b.disk:
-				if target.isBlock && other.isBlock && target.rdev == other.rdev {
-					return true, "it is the same device"
-				}
-				return true, fmt.Sprintf("both are on the disk %s", t.name(a.disk))
-			case a.file && b.file && a.dev == b.dev && a.ino == b.ino:
-				if !target.isBlock && !other.isBlock {
-					return true, "it is the same file"
-				}
-				return true, fmt.Sprintf("both are stored in the file %s", a.path)
-			case a.file && !b.file && contains(a.within, b.disk):
-				return true, fmt.Sprintf("%s is stored on the disk %s", a.path, t.name(b.disk))
-			case !a.file && b.file && contains(b.within, a.disk):
-				return true, fmt.Sprintf("%s is stored on the disk %s", b.path, t.name(a.disk))
+	if target.isBlock && other.isBlock && target.rdev == other.rdev {
+		return true, "it is the same device"
+	}
+	if !target.isBlock && !other.isBlock && target.dev == other.dev && target.ino == other.ino {
+		return true, "it is the same file"
+	}
+	for _, a := range t.atoms(target, 0) {
+		for _, b := range t.atoms(other, 0) {
+			if ok, how := t.meets(a, b); ok {
+				return true, how
 			}
 		}
 	}
 	return false, ""
-}
-
-func contains(list []uint64, v uint64) bool {
-	for _, x := range list {
-		if x == v {
-			return true
-		}
-	}
-	return false
 }
 
 // name returns a device's kernel name for messages, or its number.
@@ -195,4 +210,37 @@ func statRaw(path string) (rawStat, error) {
 		return rawStat{}, fmt.Errorf("stat %s: %w", path, err)
 	}
 	return rawStat{dev: st.Dev, ino: st.Ino}, nil
+}
+
+// SharesStorage reports whether writing a (a block device or a file, or a
+// directory's file system) can change the bytes of b, and says how. The
+// image operations use it to keep a repository off the disk it backs up
+// or restores to.
+func SharesStorage(sysRoot, a, b string) (bool, string, error) {
+	if sysRoot == "" {
+		sysRoot = "/sys"
+	}
+	oa, err := statAny(a)
+	if err != nil {
+		return false, "", err
+	}
+	ob, err := statAny(b)
+	if err != nil {
+		return false, "", err
+	}
+	same, how := topology{sysRoot: sysRoot}.overlap(oa, ob)
+	return same, how, nil
+}
+
+// statAny describes a block device or file as statObject does, and a
+// directory as a file on its file system.
+func statAny(path string) (object, error) {
+	if o, err := statObject(path); err == nil {
+		return o, nil
+	}
+	st, err := statRaw(path)
+	if err != nil {
+		return object{}, err
+	}
+	return object{path: path, dev: st.dev, ino: st.ino}, nil
 }
