@@ -1,0 +1,131 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"golang.org/x/term"
+
+	"github.com/lifeboat/lifeboat/engine/repo"
+	"github.com/lifeboat/lifeboat/netshare"
+)
+
+// repoFlags are the options every repository command takes.
+type repoFlags struct {
+	location     *string
+	passwordFile *string
+}
+
+func addRepoFlags(fs *flag.FlagSet) repoFlags {
+	return repoFlags{
+		location:     fs.String("repo", "", "repository: a directory (created when missing by init and backup)"),
+		passwordFile: fs.String("password-file", "", "file holding the repository password (encrypts a new repository)"),
+	}
+}
+
+// localPath returns the directory of a local repository location, or "".
+func localPath(location string) string {
+	loc := strings.TrimPrefix(location, "file://")
+	if strings.Contains(loc, "://") {
+		return ""
+	}
+	abs, err := filepath.Abs(loc)
+	if err != nil {
+		return loc
+	}
+	return abs
+}
+
+// readPassword returns the password from the file, from the terminal when
+// there is one and ask is set, or nil.
+func readPassword(env *cmdEnv, file string, ask bool) ([]byte, error) {
+	if file != "" {
+		b, err := os.ReadFile(file)
+		if err != nil {
+			return nil, fmt.Errorf("read password file: %w", err)
+		}
+		b = bytes.TrimRight(b, "\r\n")
+		if len(b) == 0 {
+			return nil, fmt.Errorf("password file %s is empty", file)
+		}
+		return b, nil
+	}
+	if !ask || !env.interactive {
+		return nil, nil
+	}
+	f, ok := env.stdin.(*os.File)
+	if !ok {
+		return nil, nil
+	}
+	fmt.Fprint(env.stderr, "Repository password: ")
+	b, err := term.ReadPassword(int(f.Fd()))
+	fmt.Fprintln(env.stderr)
+	if err != nil {
+		return nil, fmt.Errorf("read password: %w", err)
+	}
+	return b, nil
+}
+
+// openRepo opens the repository at the flags' location. With create, a
+// missing repository is created (encrypted when a password file is given).
+func openRepo(ctx context.Context, env *cmdEnv, rf repoFlags, create bool) (_ *repo.Repo, _ string, err error) {
+	if *rf.location == "" {
+		return nil, "", &exitError{code: 2, err: errors.New("--repo is required")}
+	}
+	be, err := netshare.Open(ctx, *rf.location)
+	if err != nil {
+		return nil, "", err
+	}
+	defer func() {
+		if err != nil {
+			be.Close()
+		}
+	}()
+	pw, err := readPassword(env, *rf.passwordFile, false)
+	if err != nil {
+		return nil, "", err
+	}
+	r, err := repo.Open(ctx, be, pw)
+	switch {
+	case err == nil:
+		return r, localPath(*rf.location), nil
+	case errors.Is(err, repo.ErrNotRepository) && create:
+		r, err = repo.Init(ctx, be, repo.InitOptions{Password: pw})
+		if err != nil {
+			return nil, "", fmt.Errorf("create repository %s: %w", *rf.location, err)
+		}
+		enc := "unencrypted"
+		if pw != nil {
+			enc = "encrypted"
+		}
+		fmt.Fprintf(env.stderr, "created %s repository %s at %s\n", enc, r.Config().ID, *rf.location)
+		return r, localPath(*rf.location), nil
+	case errors.Is(err, repo.ErrPasswordRequired) && *rf.passwordFile == "":
+		pw, perr := readPassword(env, "", true)
+		if perr != nil {
+			return nil, "", perr
+		}
+		if pw == nil {
+			return nil, "", fmt.Errorf("open repository %s: %w (give --password-file)", *rf.location, err)
+		}
+		r, err = repo.Open(ctx, be, pw)
+		if err != nil {
+			return nil, "", fmt.Errorf("open repository %s: %w", *rf.location, err)
+		}
+		return r, localPath(*rf.location), nil
+	default:
+		return nil, "", fmt.Errorf("open repository %s: %w", *rf.location, err)
+	}
+}
+
+// closeRepo releases a repository opened by openRepo and its backend.
+func closeRepo(r *repo.Repo) {
+	r.Close()
+	r.Backend().Close()
+}
