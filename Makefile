@@ -42,6 +42,7 @@ fuzz: ## run every fuzz target for FUZZTIME each
 
 bench: deps build ## side-by-side benchmarks against e2image, dd, ntfsclone (needs root)
 	bench/run.sh
+	bench/backup.sh
 
 clean: ## remove build outputs
 	rm -rf out

@@ -98,6 +98,7 @@ func runBackup(ctx context.Context, env *cmdEnv, args []string) error {
 	comp := fs.String("compression", "default", "fastest, default or better")
 	prog := fs.String("progress", "auto", "progress display: auto, bar, json or none")
 	host := fs.String("host", "", "host name to record (default: this machine's)")
+	packSize := fs.Int("pack-size", 0, "pack size in bytes (default 32 MiB; for tests and tuning)")
 	var tags, diskFiles multiFlag
 	fs.Var(&tags, "tag", "tag the snapshot (repeatable)")
 	fs.Var(&diskFiles, "disk", "add a disk-image file to the disks that names can match (repeatable)")
@@ -133,6 +134,7 @@ func runBackup(ctx context.Context, env *cmdEnv, args []string) error {
 	stop := startProgress(env, *prog, counters)
 	res, err := image.Backup(ctx, image.BackupOptions{
 		Source: src, Partition: *part, Repo: r, RepoPath: repoPath, Tags: tags, Host: *host, Compression: level,
+		PackSize: *packSize,
 	}, counters)
 	stop()
 	if err != nil {

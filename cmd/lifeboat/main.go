@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"sort"
 	"syscall"
 )
@@ -33,6 +34,9 @@ type cmdEnv struct {
 
 var commands = map[string]command{}
 
+// memoryLimit is the Go runtime's soft memory limit for the process.
+const memoryLimit = 160 << 20
+
 func register(name string, c command) { commands[name] = c }
 
 // exitError carries a specific exit status.
@@ -45,6 +49,12 @@ func (e *exitError) Error() string { return e.err.Error() }
 func (e *exitError) Unwrap() error { return e.err }
 
 func main() {
+	// Copies run through fixed buffer pools; a soft limit keeps the
+	// garbage collector from letting the heap grow to twice the live data,
+	// so a rescue machine with little memory is not pushed into swap.
+	if os.Getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(memoryLimit)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	env := &cmdEnv{stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr, interactive: isTerminal(os.Stdin) && isTerminal(os.Stderr)}

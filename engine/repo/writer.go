@@ -101,7 +101,10 @@ func (r *Repo) encoder(c Compression) *zstd.Encoder {
 	case CompressBetter:
 		lvl = zstd.SpeedBetterCompression
 	}
-	e, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(lvl), zstd.WithEncoderConcurrency(runtime.GOMAXPROCS(0)))
+	e, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(lvl), zstd.WithEncoderConcurrency(runtime.GOMAXPROCS(0)),
+		// Chunks are 1 MiB by default: a window much larger than a blob
+		// buys nothing and costs memory in every encoder.
+		zstd.WithWindowSize(2<<20))
 	if err != nil {
 		// Only invalid options make NewWriter fail; these are constants.
 		panic(fmt.Sprintf("repo: create zstd encoder: %v", err))
@@ -153,11 +156,21 @@ func (w *Writer) saveBlob(ctx context.Context, kind BlobKind, id ChunkID, data [
 		return 0, fmt.Errorf("save %s blob %v: %w", kind, id, err)
 	}
 
+	if err := w.appendBlob(ctx, packEntry{Kind: kind, Flags: flags, ID: id, Stored: uint32(len(blob)), Raw: uint32(len(data))}, blob); err != nil {
+		return 0, err
+	}
+	return int64(len(blob)), nil
+}
+
+// appendBlob adds an encoded blob (e's Offset is set here) to the pack being
+// filled and starts its upload once the pack is full.
+func (w *Writer) appendBlob(ctx context.Context, e packEntry, blob []byte) error {
 	w.mu.Lock()
 	if w.cur == nil {
 		w.cur = bytes.NewBuffer(make([]byte, 0, w.packSize+w.packSize/8))
 	}
-	w.entries = append(w.entries, packEntry{Kind: kind, Flags: flags, ID: id, Offset: uint32(w.cur.Len()), Stored: uint32(len(blob)), Raw: uint32(len(data))})
+	e.Offset = uint32(w.cur.Len())
+	w.entries = append(w.entries, e)
 	w.cur.Write(blob)
 	w.stats.ChunksNew++
 	w.stats.BytesStored += int64(len(blob))
@@ -170,11 +183,34 @@ func (w *Writer) saveBlob(ctx context.Context, kind BlobKind, id ChunkID, data [
 	w.mu.Unlock()
 
 	if full != nil {
-		if err := w.startUpload(ctx, full, entries); err != nil {
-			return 0, err
-		}
+		return w.startUpload(ctx, full, entries)
 	}
-	return int64(len(blob)), nil
+	return nil
+}
+
+// copyStored adds a blob exactly as another pack stores it (still sealed
+// and compressed), for prune's repacking. Unlike SaveChunk it does not skip
+// blobs the index already holds: the point is a second copy. The caller
+// must have checked the blob. Copies of one id within a writer are made
+// once.
+func (w *Writer) copyStored(ctx context.Context, e packEntry, stored []byte) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("copy %s blob %v: %w", e.Kind, e.ID, err)
+	}
+	w.mu.Lock()
+	if w.err != nil {
+		err := w.err
+		w.mu.Unlock()
+		return err
+	}
+	if w.seen[e.ID] {
+		w.mu.Unlock()
+		return nil
+	}
+	w.seen[e.ID] = true
+	w.stats.BytesIn += int64(e.Raw)
+	w.mu.Unlock()
+	return w.appendBlob(ctx, e, stored)
 }
 
 // encode compresses when that saves space, then seals.
@@ -263,21 +299,7 @@ func (w *Writer) upload(ctx context.Context, pack []byte, entries []packEntry) e
 // The writer may be used again afterwards. Flush must not run concurrently
 // with SaveChunk or SaveList on the same writer.
 func (w *Writer) Flush(ctx context.Context) (WriterStats, error) {
-	w.mu.Lock()
-	buf, entries := w.cur, w.entries
-	w.cur, w.entries = nil, nil
-	w.mu.Unlock()
-	if buf != nil && len(entries) > 0 {
-		if err := w.startUpload(ctx, buf, entries); err != nil {
-			w.wg.Wait()
-			return w.Stats(), fmt.Errorf("flush: %w", err)
-		}
-	}
-	w.wg.Wait()
-	w.mu.Lock()
-	err := w.err
-	done := w.done
-	w.mu.Unlock()
+	done, err := w.uploadAll(ctx)
 	if err != nil {
 		return w.Stats(), fmt.Errorf("flush: %w", err)
 	}
@@ -295,6 +317,29 @@ func (w *Writer) Flush(ctx context.Context) (WriterStats, error) {
 	w.seen = map[ChunkID]bool{}
 	w.mu.Unlock()
 	return w.Stats(), nil
+}
+
+// uploadAll uploads the pack being filled and waits for every upload. It
+// returns the packs uploaded since the last Flush, which no index lists
+// yet; prune uses it to write one superseding index of its own.
+func (w *Writer) uploadAll(ctx context.Context) ([]packInfo, error) {
+	w.mu.Lock()
+	buf, entries := w.cur, w.entries
+	w.cur, w.entries = nil, nil
+	w.mu.Unlock()
+	if buf != nil && len(entries) > 0 {
+		if err := w.startUpload(ctx, buf, entries); err != nil {
+			w.wg.Wait()
+			return nil, err
+		}
+	}
+	w.wg.Wait()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.err != nil {
+		return nil, w.err
+	}
+	return w.done, nil
 }
 
 // Stats returns the counts so far.
