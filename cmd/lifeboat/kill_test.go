@@ -1,9 +1,11 @@
 package main
 
 import (
-	"bufio"
 	"context"
-	"encoding/json"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,79 +16,103 @@ import (
 	"time"
 
 	"github.com/lifeboat/lifeboat/engine/repo"
-	"github.com/lifeboat/lifeboat/internal/testdisk"
+	"github.com/lifeboat/lifeboat/internal/testenv"
 	"github.com/lifeboat/lifeboat/netshare/local"
 )
 
 // TestBackupKilled kills a backup with SIGKILL at several points: the
-// repository it leaves holds no unfinished snapshot, every snapshot it has
-// reads back whole, and running the same backup again completes and reuses
-// the chunks already stored.
+// repository it leaves holds no unfinished snapshot, and running the same
+// backup again completes, reuses the chunks already stored, and gives a
+// snapshot that reads back whole.
 func TestBackupKilled(t *testing.T) {
+	testenv.RequireTools(t, "mkfs.ext4")
 	dir := t.TempDir()
-	fx := testdisk.Build(t, dir, testdisk.Spec{Table: "gpt", Size: 160 * testdisk.MiB,
-		Parts: []testdisk.Part{{FS: "ext4", Size: 128 * testdisk.MiB, Label: "data",
-			Files: &testdisk.TreeOptions{Seed: 7, TotalBytes: 48 << 20}}}})
-	for _, at := range []float64{0.1, 0.4, 0.8} {
-		repoDir := filepath.Join(dir, "repo-"+strings.ReplaceAll(time.Now().Format("150405.000"), ".", ""))
-		killBackupAt(t, fx.Path, repoDir, at)
-		be, err := local.New(repoDir)
-		if err != nil {
+	// An ext4 volume holding 256 MiB of random data: enough work to be
+	// interrupted, and nothing compression could shrink.
+	tree := filepath.Join(dir, "tree")
+	os.MkdirAll(tree, 0o755)
+	data := make([]byte, 256<<20)
+	rng := rand.New(rand.NewPCG(7, 7))
+	for i := 0; i < len(data); i += 8 {
+		binary.LittleEndian.PutUint64(data[i:], rng.Uint64())
+	}
+	if err := os.WriteFile(filepath.Join(tree, "random.bin"), data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	src := filepath.Join(dir, "vol.img")
+	mk, _ := testenv.LookPath("mkfs.ext4")
+	if out, err := exec.Command(mk, "-q", "-F", "-d", tree, src, "300M").CombinedOutput(); err != nil {
+		t.Fatalf("mkfs.ext4: %v\n%s", err, out)
+	}
+	args := func(repoDir string) []string {
+		return []string{"backup", "--from", src, "--repo", repoDir, "--progress", "none", "--pack-size", "4194304"}
+	}
+	run := func(repoDir string) *exec.Cmd {
+		cmd := exec.Command(os.Args[0], args(repoDir)...)
+		cmd.Env = append(os.Environ(), "LIFEBOAT_TEST_AS_MAIN=1")
+		return cmd
+	}
+	// How long a whole backup takes here, to kill others part of the way.
+	start := time.Now()
+	if out, err := run(filepath.Join(dir, "full")).CombinedOutput(); err != nil {
+		t.Fatalf("full backup: %v\n%s", err, out)
+	}
+	full := time.Since(start)
+	interrupted := 0
+	for i, frac := range []float64{0.2, 0.5, 0.8} {
+		repoDir := filepath.Join(dir, fmt.Sprintf("killed-%d", i))
+		cmd := run(repoDir)
+		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
-		r, err := repo.Open(context.Background(), be, nil)
-		if err != nil {
-			t.Fatalf("killed at %.0f%%: open: %v", at*100, err)
+		time.Sleep(time.Duration(frac * float64(full)))
+		cmd.Process.Signal(syscall.SIGKILL)
+		err := cmd.Wait()
+		if ee, ok := err.(*exec.ExitError); !ok || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
+			t.Logf("the backup ended before the kill at %.0f%% (%v)", frac*100, err)
+			continue
 		}
-		snaps, err := r.Snapshots(context.Background())
-		if err != nil || len(snaps) != 0 {
-			t.Fatalf("killed at %.0f%%: snapshots %d, %v", at*100, len(snaps), err)
+		interrupted++
+		if n := countSnapshots(t, repoDir); n != 0 {
+			t.Fatalf("killed at %.0f%%: %d snapshots exist", frac*100, n)
 		}
-		r.Close()
-		be.Close()
-		code, out, errs := runCapture(t, "backup", "--from", fx.Path, "--repo", repoDir, "--progress", "none", "--pack-size", "1048576")
+		code, out, errs := runCapture(t, args(repoDir)...)
 		if code != 0 {
-			t.Fatalf("rerun after kill at %.0f%%: %d\n%s", at*100, code, errs)
+			t.Fatalf("rerun after a kill at %.0f%%: %d\n%s", frac*100, code, errs)
 		}
-		t.Logf("killed at %.0f%%, rerun: %s", at*100, strings.TrimSpace(out))
-		// Past the first packs, the killed run's uploads are reused.
-		if m := reused.FindStringSubmatch(out); at >= 0.4 && (m == nil || m[1] == "0") {
-			t.Errorf("the rerun reused nothing: %s", out)
+		t.Logf("killed at %.0f%% of %s; rerun: %s", frac*100, full, strings.TrimSpace(out))
+		if m := reused.FindStringSubmatch(out); frac >= 0.5 && (m == nil || m[1] == "0") {
+			t.Errorf("the rerun reused nothing the killed run stored: %s", out)
 		}
 		checkSnapshotsReadable(t, repoDir)
+	}
+	if interrupted < 2 {
+		t.Fatalf("only %d of 3 backups were killed before they ended (a whole backup took %s)", interrupted, full)
 	}
 }
 
 var reused = regexp.MustCompile(`(\d+) already stored`)
 
-func killBackupAt(t *testing.T, src, repoDir string, frac float64) {
+func countSnapshots(t *testing.T, repoDir string) int {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], "backup", "--from", src, "--repo", repoDir, "--progress", "json", "--pack-size", "1048576")
-	cmd.Env = append(os.Environ(), "LIFEBOAT_TEST_AS_MAIN=1")
-	out, err := cmd.StdoutPipe()
+	be, err := local.New(repoDir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := cmd.Start(); err != nil {
+	defer be.Close()
+	r, err := repo.Open(context.Background(), be, nil)
+	if errors.Is(err, repo.ErrNotRepository) {
+		return 0 // killed before the repository was created
+	}
+	if err != nil {
+		t.Fatalf("open the killed backup's repository: %v", err)
+	}
+	defer r.Close()
+	snaps, err := r.Snapshots(context.Background())
+	if err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.AfterFunc(2*time.Minute, func() { cmd.Process.Kill() })
-	defer deadline.Stop()
-	lines := bufio.NewScanner(out)
-	for lines.Scan() {
-		var ev struct {
-			Phase       string `json:"phase"`
-			Done, Total int64
-		}
-		json.Unmarshal(lines.Bytes(), &ev)
-		if ev.Phase == "backup" && ev.Total > 0 && float64(ev.Done) >= frac*float64(ev.Total) {
-			break
-		}
-	}
-	cmd.Process.Signal(syscall.SIGKILL)
-	for lines.Scan() {
-	}
-	cmd.Wait()
+	return len(snaps)
 }
 
 // checkSnapshotsReadable loads every snapshot and reads all its streams.

@@ -244,6 +244,10 @@ func saveRegion(ctx context.Context, w *repo.Writer, r *repo.Repo, src *blockdev
 		idx  int64
 		used []fsmap.Extent // relative to the chunk
 	}
+	// The writer may go on uploading a pack that SaveChunk started after
+	// this function returns, so it gets the caller's context, not the
+	// group's, which is cancelled when the group ends.
+	parent := ctx
 	g, ctx := errgroup.WithContext(ctx)
 	jobs := make(chan job, workers)
 	g.Go(func() error {
@@ -285,7 +289,7 @@ func saveRegion(ctx context.Context, w *repo.Writer, r *repo.Repo, src *blockdev
 					continue
 				}
 				id := r.Hash(b)
-				if _, err := w.SaveChunk(ctx, id, b); err != nil {
+				if _, err := w.SaveChunk(parent, id, b); err != nil {
 					return err
 				}
 				ids[j.idx] = id
