@@ -60,7 +60,9 @@ type Lock struct {
 // Lock takes a shared (exclusive=false) or exclusive lock. An exclusive lock
 // conflicts with every other lock, a shared one with exclusive locks. Stale
 // locks (not refreshed for 30 minutes, or from this host whose process is
-// gone) are removed instead of conflicting.
+// gone) are removed instead of conflicting. Once the lock is held, the
+// in-memory index is reloaded if other processes changed the index files
+// since it was loaded (a prune may have removed packs it lists).
 func (r *Repo) Lock(ctx context.Context, exclusive bool) (*Lock, error) {
 	host, err := os.Hostname()
 	if err != nil {
@@ -77,6 +79,12 @@ func (r *Repo) Lock(ctx context.Context, exclusive bool) (*Lock, error) {
 	// Two processes may have passed the first check at once; checking again
 	// after writing makes at least one of them see the other and back off.
 	if err := r.checkLocks(ctx, info, name); err != nil {
+		_ = r.be.Remove(context.WithoutCancel(ctx), name)
+		return nil, fmt.Errorf("lock repository: %w", err)
+	}
+	// Another process may have pruned or written since the index was
+	// loaded; what this holder dedups against must be what is stored.
+	if err := r.refreshIndex(ctx); err != nil {
 		_ = r.be.Remove(context.WithoutCancel(ctx), name)
 		return nil, fmt.Errorf("lock repository: %w", err)
 	}

@@ -16,7 +16,13 @@ func (r *Repo) LoadChunk(ctx context.Context, id ChunkID) ([]byte, error) {
 }
 
 func (r *Repo) loadBlob(ctx context.Context, id ChunkID) ([]byte, error) {
-	loc, pack, ok := r.idx.lookup(id)
+	return r.loadBlobFrom(ctx, r.idx, id)
+}
+
+// loadBlobFrom loads a blob located by idx, which check and prune read
+// afresh from storage rather than trusting the index loaded at Open.
+func (r *Repo) loadBlobFrom(ctx context.Context, idx *memIndex, id ChunkID) ([]byte, error) {
+	loc, pack, ok := idx.lookup(id)
 	if !ok {
 		return nil, fmt.Errorf("load chunk %v: %w", id, ErrNotFound)
 	}
@@ -92,8 +98,12 @@ func (ref ListRef) check() error {
 }
 
 func (r *Repo) loadListPart(ctx context.Context, ref ListRef, i int) ([]ChunkID, error) {
+	return r.loadListPartFrom(ctx, r.idx, ref, i)
+}
+
+func (r *Repo) loadListPartFrom(ctx context.Context, idx *memIndex, ref ListRef, i int) ([]ChunkID, error) {
 	want := min(int64(ListPartLen), ref.Len-int64(i)*ListPartLen)
-	b, err := r.loadBlob(ctx, ref.Parts[i])
+	b, err := r.loadBlobFrom(ctx, idx, ref.Parts[i])
 	if err != nil {
 		return nil, fmt.Errorf("load chunk list part %d: %w", i, err)
 	}

@@ -16,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -78,6 +79,11 @@ type Repo struct {
 	hash hasher
 	idx  *memIndex
 	dec  *zstd.Decoder
+
+	// idxFiles names the index files idx was loaded from (sorted, joined),
+	// so Lock can tell whether another process changed the index since.
+	idxMu    sync.Mutex
+	idxFiles string
 
 	encMu sync.Mutex
 	encs  map[Compression]*zstd.Encoder
@@ -371,6 +377,40 @@ func (r *Repo) loadIndex(ctx context.Context) error {
 			r.idx.add(f.Packs)
 		}
 	}
+	sort.Strings(names)
+	r.idxMu.Lock()
+	r.idxFiles = strings.Join(names, "\n")
+	r.idxMu.Unlock()
+	return nil
+}
+
+// refreshIndex reloads the index when the set of index files differs from
+// the one it was loaded from: another process wrote or pruned since. A
+// writer must not dedup against blobs of packs a prune has removed, so
+// Lock calls this once the lock is held.
+func (r *Repo) refreshIndex(ctx context.Context) error {
+	names, err := r.listNames(ctx, "index/")
+	if err != nil {
+		return fmt.Errorf("refresh index: %w", err)
+	}
+	sort.Strings(names)
+	r.idxMu.Lock()
+	same := r.idxFiles == strings.Join(names, "\n")
+	r.idxMu.Unlock()
+	if same {
+		return nil
+	}
+	st, err := r.readIndexState(ctx, names)
+	if err != nil {
+		return fmt.Errorf("refresh index: %w", err)
+	}
+	if bad := sortedKeys(st.unreadable); len(bad) > 0 {
+		return fmt.Errorf("refresh index: %w: %s: %w", ErrDamaged, bad[0], st.unreadable[bad[0]])
+	}
+	r.idx.replace(st.live)
+	r.idxMu.Lock()
+	r.idxFiles = strings.Join(names, "\n")
+	r.idxMu.Unlock()
 	return nil
 }
 
