@@ -78,3 +78,42 @@ func tail(s string, n int) string {
 	}
 	return s
 }
+
+// TestInterruptBackup interrupts a backup: exit 130, no snapshot, and a
+// message that says so.
+func TestInterruptBackup(t *testing.T) {
+	dir := t.TempDir()
+	src := filepath.Join(dir, "src.img")
+	os.WriteFile(src, nil, 0o644)
+	os.Truncate(src, 4<<30) // no table, no file system: read whole
+	repoDir := filepath.Join(dir, "repo")
+	cmd := exec.Command(os.Args[0], "backup", "--from", src, "--repo", repoDir, "--progress", "json")
+	cmd.Env = append(os.Environ(), "LIFEBOAT_TEST_AS_MAIN=1")
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, _ := cmd.StdoutPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.AfterFunc(2*time.Minute, func() { cmd.Process.Kill() })
+	defer deadline.Stop()
+	lines := bufio.NewScanner(out)
+	for lines.Scan() {
+		if strings.Contains(lines.Text(), `"phase":"backup"`) {
+			break
+		}
+	}
+	cmd.Process.Signal(syscall.SIGINT)
+	for lines.Scan() {
+	}
+	err := cmd.Wait()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 130 {
+		t.Fatalf("exit: %v\n%s", err, stderr.String())
+	}
+	if !strings.Contains(stderr.String(), "interrupted: no snapshot was made") {
+		t.Errorf("stderr: %s", stderr.String())
+	}
+	if n := countSnapshots(t, repoDir); n != 0 {
+		t.Errorf("%d snapshots after an interrupted backup", n)
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/lifeboat/lifeboat/engine/blockdev"
@@ -420,5 +421,46 @@ func TestExport(t *testing.T) {
 	// An existing file is never overwritten.
 	if _, err := Export(context.Background(), ExportOptions{Repo: r, Snapshot: res.Snapshot, To: p1}, nil); err == nil {
 		t.Error("export overwrote an existing file")
+	}
+}
+
+// TestPartitionBackupAndRestore backs up one partition, restores it into a
+// larger partition of another disk, and restores one partition of a whole
+// disk snapshot the same way.
+func TestPartitionBackupAndRestore(t *testing.T) {
+	dir := t.TempDir()
+	fx := extFixture(t, dir)
+	repoDir := filepath.Join(dir, "repo")
+	r := newRepo(t, repoDir, nil)
+	partSnap := backup(t, r, repoDir, fx.Path, 1)
+	if partSnap.Meta.Kind != "partition" || len(partSnap.Meta.Partitions()) != 1 {
+		t.Fatalf("partition snapshot meta: %+v", partSnap.Meta)
+	}
+	diskSnap := backup(t, r, repoDir, fx.Path, 0)
+	tgt := testdisk.Build(t, filepath.Join(dir, "tgt"), testdisk.Spec{Table: "gpt", Size: 200 * MiB,
+		Parts: []testdisk.Part{{FS: "none", Size: 20 * MiB}, {FS: "none", Size: 120 * MiB}}})
+	for _, c := range []struct {
+		name string
+		snap *repo.Snapshot
+		part int
+	}{{"partition snapshot", partSnap.Snapshot, 0}, {"disk snapshot", diskSnap.Snapshot, 1}} {
+		t.Run(c.name, func(t *testing.T) {
+			before := readRange(t, tgt.Path, 0, tgt.Parts[1].Start)
+			restore(t, r, c.snap, tgt.Path, RestoreOptions{Partition: c.part, ToPartition: 2, Verify: true})
+			if !bytes.Equal(before, readRange(t, tgt.Path, 0, tgt.Parts[1].Start)) {
+				t.Error("the target's table or first partition changed")
+			}
+			on := fx.Parts[0]
+			on.Start, on.Size = tgt.Parts[1].Start, tgt.Parts[1].Size
+			testdisk.Fsck(t, tgt.Path, on.Start, on.Size, "ext4")
+			got := filepath.Join(t.TempDir(), "got")
+			testdisk.Extract(t, tgt.Path, on, got)
+			testdisk.CompareTrees(t, fx.Parts[0].SrcDir, got)
+		})
+	}
+	// A partition snapshot holds nothing else.
+	_, _, err := PlanRestore(context.Background(), RestoreOptions{Repo: r, Snapshot: partSnap.Snapshot, Target: inspect(t, tgt.Path), Partition: 2, ToPartition: 2})
+	if err == nil || !strings.Contains(err.Error(), "holds only partition 1") {
+		t.Errorf("restoring partition 2 of a partition-1 snapshot: %v", err)
 	}
 }
