@@ -11,7 +11,6 @@ import (
 
 	"github.com/lifeboat/lifeboat/engine/clone"
 	"github.com/lifeboat/lifeboat/engine/disks"
-	"github.com/lifeboat/lifeboat/engine/progress"
 	"github.com/lifeboat/lifeboat/engine/ptable"
 )
 
@@ -53,10 +52,9 @@ func runClone(ctx context.Context, env *cmdEnv, args []string) error {
 		fs.Usage()
 		return &exitError{code: 2, err: errors.New("--from and --to are required")}
 	}
-	switch ptable.Layout(*layout) {
-	case ptable.LayoutGrowLast, ptable.LayoutProportional, ptable.LayoutKeep:
-	default:
-		return &exitError{code: 2, err: fmt.Errorf("--layout %q: want grow-last, proportional or keep", *layout)}
+	lay, err := parseLayout(*layout)
+	if err != nil {
+		return err
 	}
 	// With JSON progress on stdout, words go to stderr so that stdout
 	// stays one JSON object a line.
@@ -70,20 +68,16 @@ func runClone(ctx context.Context, env *cmdEnv, args []string) error {
 	}
 	defer closeLog()
 
-	all, err := disks.Scan(ctx, disks.Options{Files: diskFiles})
+	src, err := resolveDisk(ctx, *from, diskFiles, "source")
 	if err != nil {
-		return fmt.Errorf("list disks: %w", err)
+		return err
 	}
-	src, err := disks.Resolve(ctx, *from, all)
+	dst, err := resolveDisk(ctx, *to, diskFiles, "target")
 	if err != nil {
-		return fmt.Errorf("source: %w", err)
-	}
-	dst, err := disks.Resolve(ctx, *to, all)
-	if err != nil {
-		return fmt.Errorf("target: %w", err)
+		return err
 	}
 	opt := clone.Options{
-		Source: src, Target: dst, Layout: ptable.Layout(*layout),
+		Source: src, Target: dst, Layout: lay,
 		Partition: *part, ToPartition: *toPart, SectorBySector: *sbs,
 		Verify: *verify, NoDiscard: *noDiscard, Delta: *delta,
 	}
@@ -96,20 +90,8 @@ func runClone(ctx context.Context, env *cmdEnv, args []string) error {
 		return err
 	}
 	defer plan.Close()
-	plan.Describe(log)
-	if !*yes {
-		if err := confirm(env, dst); err != nil {
-			return err
-		}
-	}
-	counters := &progress.Counters{}
-	stop := startProgress(env, *prog, counters)
-	res, err := clone.Run(ctx, plan, counters)
-	stop()
+	res, err := confirmAndRun(ctx, env, plan, log, *yes, *prog)
 	if err != nil {
-		if ctx.Err() != nil {
-			return &exitError{code: 130, err: err}
-		}
 		return err
 	}
 	for _, w := range res.Warnings[len(plan.Warnings):] {

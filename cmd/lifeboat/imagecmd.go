@@ -10,7 +10,6 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/lifeboat/lifeboat/engine/clone"
 	"github.com/lifeboat/lifeboat/engine/disks"
 	"github.com/lifeboat/lifeboat/engine/image"
 	"github.com/lifeboat/lifeboat/engine/progress"
@@ -112,13 +111,9 @@ func runBackup(ctx context.Context, env *cmdEnv, args []string) error {
 	if err != nil {
 		return err
 	}
-	all, err := disks.Scan(ctx, disks.Options{Files: diskFiles})
+	src, err := resolveDisk(ctx, *from, diskFiles, "source")
 	if err != nil {
-		return fmt.Errorf("list disks: %w", err)
-	}
-	src, err := disks.Resolve(ctx, *from, all)
-	if err != nil {
-		return fmt.Errorf("source: %w", err)
+		return err
 	}
 	r, repoPath, err := openRepo(ctx, env, rf, true)
 	if err != nil {
@@ -248,10 +243,9 @@ func runRestore(ctx context.Context, env *cmdEnv, args []string) error {
 	if *to == "" {
 		return &exitError{code: 2, err: errors.New("--to is required")}
 	}
-	switch ptable.Layout(*layout) {
-	case ptable.LayoutGrowLast, ptable.LayoutProportional, ptable.LayoutKeep:
-	default:
-		return &exitError{code: 2, err: fmt.Errorf("--layout %q: want grow-last, proportional or keep", *layout)}
+	lay, err := parseLayout(*layout)
+	if err != nil {
+		return err
 	}
 	r, repoPath, err := openRepo(ctx, env, rf, false)
 	if err != nil {
@@ -262,17 +256,13 @@ func runRestore(ctx context.Context, env *cmdEnv, args []string) error {
 	if err != nil {
 		return err
 	}
-	all, err := disks.Scan(ctx, disks.Options{Files: diskFiles})
+	dst, err := resolveDisk(ctx, *to, diskFiles, "target")
 	if err != nil {
-		return fmt.Errorf("list disks: %w", err)
-	}
-	dst, err := disks.Resolve(ctx, *to, all)
-	if err != nil {
-		return fmt.Errorf("target: %w", err)
+		return err
 	}
 	plan, _, err := image.PlanRestore(ctx, image.RestoreOptions{
 		Repo: r, Snapshot: snap, Target: dst, Partition: *part, ToPartition: *toPart,
-		Layout: ptable.Layout(*layout), Delta: *delta, Verify: *verify, NoDiscard: *noDiscard, RepoPath: repoPath,
+		Layout: lay, Delta: *delta, Verify: *verify, NoDiscard: *noDiscard, RepoPath: repoPath,
 	})
 	if err != nil {
 		return err
@@ -282,20 +272,8 @@ func runRestore(ctx context.Context, env *cmdEnv, args []string) error {
 	if *prog == "json" {
 		words = env.stderr
 	}
-	plan.Describe(words)
-	if !*yes {
-		if err := confirm(env, dst); err != nil {
-			return err
-		}
-	}
-	counters := &progress.Counters{}
-	stop := startProgress(env, *prog, counters)
-	res, err := clone.Run(ctx, plan, counters)
-	stop()
+	res, err := confirmAndRun(ctx, env, plan, words, *yes, *prog)
 	if err != nil {
-		if ctx.Err() != nil {
-			return &exitError{code: 130, err: err}
-		}
 		return err
 	}
 	fmt.Fprintf(words, "Done: %s restored, %s written in %s\n", disks.HumanBytes(res.Copied), disks.HumanBytes(res.Written), res.Duration.Round(100*time.Millisecond))

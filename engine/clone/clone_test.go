@@ -3,7 +3,6 @@ package clone
 import (
 	"bytes"
 	"context"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -28,33 +27,6 @@ func inspect(t *testing.T, path string) *disks.Disk {
 	return d
 }
 
-func emptyFile(t *testing.T, path string, size int64) string {
-	t.Helper()
-	f, err := os.Create(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := f.Truncate(size); err != nil {
-		t.Fatal(err)
-	}
-	f.Close()
-	return path
-}
-
-func readTable(t *testing.T, path string) *ptable.Table {
-	t.Helper()
-	d, err := blockdev.Open(context.Background(), path, blockdev.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer d.Close()
-	tbl, err := ptable.Read(context.Background(), d, d.Size(), d.SectorSize())
-	if err != nil {
-		t.Fatalf("read table of %s: %v", path, err)
-	}
-	return tbl
-}
-
 func cloneFiles(t *testing.T, opt Options) (*Result, *Plan) {
 	t.Helper()
 	p, err := MakePlan(context.Background(), opt)
@@ -72,59 +44,29 @@ func cloneFiles(t *testing.T, opt Options) (*Result, *Plan) {
 	return res, p
 }
 
-// checkClone checks every partition of the fixture on the target: the
-// file system's fsck passes and every file equals the fixture's source.
+// checkClone checks the fixture's copy on target, and that the file
+// systems of the partitions in grown fill their (larger) partitions.
 func checkClone(t *testing.T, fx *testdisk.Fixture, target string, grown map[int]bool) {
 	t.Helper()
-	tbl := readTable(t, target)
+	tbl := testdisk.CheckCopy(t, fx, target)
 	for _, part := range fx.Parts {
-		tp, ok := tbl.Find(part.Number)
-		if !ok {
-			t.Fatalf("target has no partition %d", part.Number)
-		}
-		if part.FS == "raw" || part.FS == "none" {
-			if !bytes.Equal(readRange(t, fx.Path, part.Start, part.Size), readRange(t, target, tp.Start, part.Size)) {
-				t.Errorf("partition %d (%s): content differs", part.Number, part.FS)
-			}
+		tp, _ := tbl.Find(part.Number)
+		if !grown[part.Number] || tp.Size <= part.Size {
 			continue
 		}
-		testdisk.Fsck(t, target, tp.Start, tp.Size, part.FS)
-		if part.SrcDir != "" {
-			got := filepath.Join(t.TempDir(), "got")
-			on := part
-			on.Start, on.Size = tp.Start, tp.Size
-			testdisk.Extract(t, target, on, got)
-			testdisk.CompareTrees(t, part.SrcDir, got)
+		d, err := blockdev.Open(context.Background(), target, blockdev.Options{})
+		if err != nil {
+			t.Fatal(err)
 		}
-		if grown[part.Number] && tp.Size > part.Size {
-			d, err := blockdev.Open(context.Background(), target, blockdev.Options{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			fs, err := probeAt(d, tp.Start, tp.Size)
-			d.Close()
-			if err != nil {
-				t.Fatal(err)
-			}
-			if got := fs.Size; got < tp.Size-2*MiB {
-				t.Errorf("partition %d: %s file system is %d bytes in a %d-byte partition: not grown", part.Number, part.FS, got, tp.Size)
-			}
+		fs, err := probeAt(d, tp.Start, tp.Size)
+		d.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fs.Size < tp.Size-2*MiB {
+			t.Errorf("partition %d: %s file system is %d bytes in a %d-byte partition: not grown", part.Number, part.FS, fs.Size, tp.Size)
 		}
 	}
-}
-
-func readRange(t *testing.T, path string, off, n int64) []byte {
-	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	b := make([]byte, n)
-	if _, err := f.ReadAt(b, off); err != nil {
-		t.Fatal(err)
-	}
-	return b
 }
 
 func sgdiskVerify(t *testing.T, path string) {
@@ -144,7 +86,7 @@ func TestCloneGPTStandard(t *testing.T) {
 	srcSum := testdisk.SHA256(t, fx.Path)
 	for _, layout := range []ptable.Layout{ptable.LayoutGrowLast, ptable.LayoutProportional, ptable.LayoutKeep} {
 		t.Run(string(layout), func(t *testing.T) {
-			target := emptyFile(t, filepath.Join(t.TempDir(), "target.img"), 512*MiB)
+			target := testdisk.EmptyFile(t, filepath.Join(t.TempDir(), "target.img"), 512*MiB)
 			res, _ := cloneFiles(t, Options{Source: inspect(t, fx.Path), Target: inspect(t, target), Layout: layout, Verify: true})
 			if !res.Verified {
 				t.Error("not verified")
@@ -161,8 +103,8 @@ func TestCloneGPTStandard(t *testing.T) {
 				grown[2], grown[3], grown[4] = true, true, true
 			}
 			checkClone(t, fx, target, grown)
-			tbl := readTable(t, target)
-			src := readTable(t, fx.Path)
+			tbl := testdisk.ReadTable(t, target)
+			src := testdisk.ReadTable(t, fx.Path)
 			last, _ := tbl.Find(4)
 			srcLast, _ := src.Find(4)
 			switch layout {
@@ -182,10 +124,10 @@ func TestCloneGPTStandard(t *testing.T) {
 				}
 			}
 			// Boot code and the gap after the GPT entries are carried.
-			if !bytes.Equal(readRange(t, target, 0, 440), fx.BootCode) {
+			if !bytes.Equal(testdisk.ReadRange(t, target, 0, 440), fx.BootCode) {
 				t.Error("protective MBR boot code not carried")
 			}
-			if fx.GapLen > 0 && !bytes.Equal(readRange(t, target, fx.GapOff, fx.GapLen), readRange(t, fx.Path, fx.GapOff, fx.GapLen)) {
+			if fx.GapLen > 0 && !bytes.Equal(testdisk.ReadRange(t, target, fx.GapOff, fx.GapLen), testdisk.ReadRange(t, fx.Path, fx.GapOff, fx.GapLen)) {
 				t.Error("boot gap not carried")
 			}
 		})
@@ -198,7 +140,7 @@ func TestCloneMBRStandard(t *testing.T) {
 	dir := t.TempDir()
 	fx := testdisk.MBRStandard(t, dir)
 	srcSum := testdisk.SHA256(t, fx.Path)
-	target := emptyFile(t, filepath.Join(dir, "target.img"), 400*MiB)
+	target := testdisk.EmptyFile(t, filepath.Join(dir, "target.img"), 400*MiB)
 	res, _ := cloneFiles(t, Options{Source: inspect(t, fx.Path), Target: inspect(t, target), Verify: true})
 	if !res.Verified {
 		t.Error("not verified")
@@ -207,7 +149,7 @@ func TestCloneMBRStandard(t *testing.T) {
 		t.Fatal("the source changed")
 	}
 	checkClone(t, fx, target, nil)
-	src, dst := readTable(t, fx.Path), readTable(t, target)
+	src, dst := testdisk.ReadTable(t, fx.Path), testdisk.ReadTable(t, target)
 	if dst.DiskSignature != src.DiskSignature {
 		t.Errorf("disk signature %08x, want %08x", dst.DiskSignature, src.DiskSignature)
 	}
@@ -220,10 +162,10 @@ func TestCloneMBRStandard(t *testing.T) {
 			t.Errorf("partition %d not carried: %+v vs %+v", p.Number, q, p)
 		}
 	}
-	if !bytes.Equal(readRange(t, target, 0, 440), fx.BootCode) {
+	if !bytes.Equal(testdisk.ReadRange(t, target, 0, 440), fx.BootCode) {
 		t.Error("MBR boot code not carried")
 	}
-	if !bytes.Equal(readRange(t, target, fx.GapOff, fx.GapLen), readRange(t, fx.Path, fx.GapOff, fx.GapLen)) {
+	if !bytes.Equal(testdisk.ReadRange(t, target, fx.GapOff, fx.GapLen), testdisk.ReadRange(t, fx.Path, fx.GapOff, fx.GapLen)) {
 		t.Error("boot gap not carried")
 	}
 	sf, _ := testenv.LookPath("sfdisk")
@@ -251,7 +193,7 @@ func TestCloneStandardThroughLoops(t *testing.T) {
 			dir := t.TempDir()
 			fx := c.build(t, dir)
 			sum := testdisk.SHA256(t, fx.Path)
-			target := emptyFile(t, filepath.Join(dir, "target.img"), c.size)
+			target := testdisk.EmptyFile(t, filepath.Join(dir, "target.img"), c.size)
 			src, dst := losetup(t, fx.Path, 0, 0), losetup(t, target, 0, 0)
 			res, _ := cloneFiles(t, Options{Source: inspect(t, src), Target: inspect(t, dst), Verify: true})
 			if !res.Verified {

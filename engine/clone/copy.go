@@ -3,7 +3,6 @@ package clone
 import (
 	"bytes"
 	"context"
-	"encoding/binary"
 	"fmt"
 	"io"
 	"sort"
@@ -11,6 +10,7 @@ import (
 	"github.com/zeebo/blake3"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/lifeboat/lifeboat/engine/blockdev"
 	"github.com/lifeboat/lifeboat/engine/fsmap"
 	"github.com/lifeboat/lifeboat/engine/progress"
 )
@@ -101,7 +101,7 @@ func (c *copier) run(ctx context.Context, spans []span) ([]chunkSum, error) {
 					}
 					same = bytes.Equal(o, b)
 				}
-				if !same && !(p.zeroSkip && isZero(b)) {
+				if !same && !(p.zeroSkip && blockdev.IsZero(b)) {
 					if _, err := c.dst.WriteAt(b, p.dst); err != nil {
 						return fmt.Errorf("write %d bytes at byte %d of the target: %w", p.n, p.dst, err)
 					}
@@ -198,21 +198,6 @@ func extentSpans(ext []fsmap.Extent, srcBase, dstBase, mergeGap int64, zeroSkip 
 		out = append(out, span{src: srcBase + e.Off, dst: dstBase + e.Off, n: e.Len, zeroSkip: zeroSkip})
 	}
 	return out
-}
-
-func isZero(b []byte) bool {
-	for len(b) >= 8 {
-		if binary.LittleEndian.Uint64(b) != 0 {
-			return false
-		}
-		b = b[8:]
-	}
-	for _, x := range b {
-		if x != 0 {
-			return false
-		}
-	}
-	return true
 }
 
 func blake3Sum(b []byte) [32]byte { return blake3.Sum256(b) }

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/lifeboat/lifeboat/engine/blockdev"
 	"github.com/lifeboat/lifeboat/engine/disks"
 	"github.com/lifeboat/lifeboat/engine/fsmap"
@@ -19,7 +21,6 @@ import (
 	"github.com/lifeboat/lifeboat/engine/ptable"
 	"github.com/lifeboat/lifeboat/internal/testdisk"
 	"github.com/lifeboat/lifeboat/internal/testenv"
-	"golang.org/x/sys/unix"
 )
 
 func probeAt(d *blockdev.Disk, off, size int64) (fsmap.Info, error) {
@@ -47,7 +48,7 @@ func TestCloneExtKeepNoRoot(t *testing.T) {
 	dir := t.TempDir()
 	fx := extFixture(t, dir)
 	sum := testdisk.SHA256(t, fx.Path)
-	target := emptyFile(t, filepath.Join(dir, "t.img"), 200*MiB)
+	target := testdisk.EmptyFile(t, filepath.Join(dir, "t.img"), 200*MiB)
 	res, _ := cloneFiles(t, Options{Source: inspect(t, fx.Path), Target: inspect(t, target), Layout: ptable.LayoutKeep, Verify: true})
 	if !res.Verified || res.Copied == 0 {
 		t.Fatalf("result %+v", res)
@@ -68,9 +69,9 @@ func TestCloneExtKeepNoRoot(t *testing.T) {
 func TestRefusals(t *testing.T) {
 	dir := t.TempDir()
 	fx := extFixture(t, dir)
-	small := emptyFile(t, filepath.Join(dir, "small.img"), 100*MiB)
+	small := testdisk.EmptyFile(t, filepath.Join(dir, "small.img"), 100*MiB)
 	writeJunk(t, small)
-	ok := emptyFile(t, filepath.Join(dir, "ok.img"), 200*MiB)
+	ok := testdisk.EmptyFile(t, filepath.Join(dir, "ok.img"), 200*MiB)
 	writeJunk(t, ok)
 	link := filepath.Join(dir, "link.img")
 	if err := os.Symlink(fx.Path, link); err != nil {
@@ -144,16 +145,16 @@ func TestRefusalsLoop(t *testing.T) {
 	testenv.RequireTools(t, "losetup", "mount", "umount", "swapon", "swapoff", "mkswap")
 	dir := t.TempDir()
 	fx := extFixture(t, dir)
-	target := emptyFile(t, filepath.Join(dir, "t.img"), 200*MiB)
+	target := testdisk.EmptyFile(t, filepath.Join(dir, "t.img"), 200*MiB)
 	// A copy of the fixture as target so it has a mountable partition.
 	copyFile(t, fx.Path, target)
 	sum := testdisk.SHA256(t, target)
 	loop := losetup(t, target, fx.Parts[0].Start, fx.Parts[0].Size)
 	mnt := t.TempDir()
-	run(t, "mount", "-o", "ro", loop, mnt)
+	testdisk.Run(t, "mount", "-o", "ro", loop, mnt)
 	opt := Options{Source: inspect(t, fx.Path), Target: inspect(t, target)}
 	_, err := MakePlan(context.Background(), opt)
-	run(t, "umount", mnt)
+	testdisk.Run(t, "umount", mnt)
 	var ref *RefusedError
 	if !errors.As(err, &ref) || !strings.Contains(err.Error(), "mounted") {
 		t.Fatalf("mounted target: got %v", err)
@@ -165,11 +166,11 @@ func TestRefusalsLoop(t *testing.T) {
 
 	swapLoop := losetup(t, target, fx.Parts[1].Start, fx.Parts[1].Size)
 	// mkswap over a copy's partition is fine: the target is a scratch copy.
-	run(t, "mkswap", swapLoop)
+	testdisk.Run(t, "mkswap", swapLoop)
 	sum = testdisk.SHA256(t, target)
-	run(t, "swapon", swapLoop)
+	testdisk.Run(t, "swapon", swapLoop)
 	_, err = MakePlan(context.Background(), Options{Source: inspect(t, fx.Path), Target: inspect(t, target)})
-	run(t, "swapoff", swapLoop)
+	testdisk.Run(t, "swapoff", swapLoop)
 	if !errors.As(err, &ref) || !strings.Contains(err.Error(), "swap") {
 		t.Fatalf("swap target: got %v", err)
 	}
@@ -198,19 +199,6 @@ func copyFile(t *testing.T, from, to string) {
 	}
 }
 
-func run(t *testing.T, name string, args ...string) string {
-	t.Helper()
-	p, err := testenv.LookPath(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, err := exec.Command(p, args...).CombinedOutput()
-	if err != nil {
-		t.Fatalf("%s %v: %v\n%s", name, args, err, out)
-	}
-	return strings.TrimSpace(string(out))
-}
-
 func losetup(t *testing.T, file string, off, size int64) string {
 	t.Helper()
 	args := []string{"-f", "--show"}
@@ -220,7 +208,7 @@ func losetup(t *testing.T, file string, off, size int64) string {
 	if size > 0 {
 		args = append(args, "--sizelimit", itoa(size))
 	}
-	dev := run(t, "losetup", append(args, file)...)
+	dev := testdisk.Run(t, "losetup", append(args, file)...)
 	t.Cleanup(func() { exec.Command("losetup", "-d", dev).Run() })
 	return dev
 }
@@ -238,8 +226,8 @@ func TestPartitionToPartition(t *testing.T) {
 			{FS: "none", Size: 100 * MiB},
 		},
 	})
-	keepSum := sha(readRange(t, tgt.Path, tgt.Parts[0].Start, tgt.Parts[0].Size))
-	tableBefore := sha(readRange(t, tgt.Path, 0, MiB))
+	keepSum := sha(testdisk.ReadRange(t, tgt.Path, tgt.Parts[0].Start, tgt.Parts[0].Size))
+	tableBefore := sha(testdisk.ReadRange(t, tgt.Path, 0, MiB))
 	res, p := cloneFiles(t, Options{Source: inspect(t, fx.Path), Target: inspect(t, tgt.Path), Partition: 1, ToPartition: 2, Verify: true})
 	if !res.Verified {
 		t.Error("not verified")
@@ -247,7 +235,7 @@ func TestPartitionToPartition(t *testing.T) {
 	if p.DstTable != nil {
 		t.Error("a partition clone must not write the target's table")
 	}
-	if sha(readRange(t, tgt.Path, tgt.Parts[0].Start, tgt.Parts[0].Size)) != keepSum || sha(readRange(t, tgt.Path, 0, MiB)) != tableBefore {
+	if sha(testdisk.ReadRange(t, tgt.Path, tgt.Parts[0].Start, tgt.Parts[0].Size)) != keepSum || sha(testdisk.ReadRange(t, tgt.Path, 0, MiB)) != tableBefore {
 		t.Error("the target's other partition or its table changed")
 	}
 	part := fx.Parts[0]
@@ -266,11 +254,11 @@ func TestPartitionToPartition(t *testing.T) {
 	}
 
 	// Partition 2 into partition 1 of the same disk works too.
-	same := emptyFile(t, filepath.Join(dir, "same.img"), 0)
+	same := testdisk.EmptyFile(t, filepath.Join(dir, "same.img"), 0)
 	copyFile(t, fx.Path, same)
-	srcPart := sha(readRange(t, same, fx.Parts[1].Start, fx.Parts[1].Size))
+	srcPart := sha(testdisk.ReadRange(t, same, fx.Parts[1].Start, fx.Parts[1].Size))
 	_, _ = cloneFiles(t, Options{Source: inspect(t, same), Target: inspect(t, same), Partition: 1, ToPartition: 2, Layout: ptable.LayoutKeep})
-	if sha(readRange(t, same, fx.Parts[0].Start, fx.Parts[0].Size)) == srcPart {
+	if sha(testdisk.ReadRange(t, same, fx.Parts[0].Start, fx.Parts[0].Size)) == srcPart {
 		t.Fatal("unexpected")
 	}
 	part = fx.Parts[0]
@@ -284,14 +272,14 @@ func TestPartitionToPartition(t *testing.T) {
 func TestSectorBySector(t *testing.T) {
 	dir := t.TempDir()
 	fx := extFixture(t, dir)
-	target := emptyFile(t, filepath.Join(dir, "t.img"), 256*MiB)
+	target := testdisk.EmptyFile(t, filepath.Join(dir, "t.img"), 256*MiB)
 	res, _ := cloneFiles(t, Options{Source: inspect(t, fx.Path), Target: inspect(t, target), SectorBySector: true, Verify: true})
 	if !res.Verified || res.Copied != 160*MiB {
 		t.Errorf("result %+v", res)
 	}
 	// Every byte from the first partition to the end of the source equals.
 	first := fx.Parts[0].Start
-	if sha(readRange(t, fx.Path, first, 150*MiB)) != sha(readRange(t, target, first, 150*MiB)) {
+	if sha(testdisk.ReadRange(t, fx.Path, first, 150*MiB)) != sha(testdisk.ReadRange(t, target, first, 150*MiB)) {
 		t.Error("content differs")
 	}
 	sgdiskVerify(t, target)
@@ -301,7 +289,7 @@ func TestSectorBySector(t *testing.T) {
 func TestCancelLeavesNoTable(t *testing.T) {
 	dir := t.TempDir()
 	fx := extFixture(t, dir)
-	target := emptyFile(t, filepath.Join(dir, "t.img"), 200*MiB)
+	target := testdisk.EmptyFile(t, filepath.Join(dir, "t.img"), 200*MiB)
 	p, err := MakePlan(context.Background(), Options{Source: inspect(t, fx.Path), Target: inspect(t, target), ChunkSize: 64 << 10, Workers: 1})
 	if err != nil {
 		t.Fatal(err)
@@ -325,16 +313,16 @@ func TestCancelLeavesNoTable(t *testing.T) {
 		t.Fatalf("got %v, want an incomplete target after cancel", err)
 	}
 	t.Logf("error: %v", err)
-	if tbl := readTable(t, target); tbl.Kind != ptable.None {
+	if tbl := testdisk.ReadTable(t, target); tbl.Kind != ptable.None {
 		t.Errorf("an interrupted clone left a %s table", tbl.Kind)
 	}
 }
 
 func TestVerifyFindsDifference(t *testing.T) {
 	dir := t.TempDir()
-	src := emptyFile(t, filepath.Join(dir, "a"), 8*MiB)
+	src := testdisk.EmptyFile(t, filepath.Join(dir, "a"), 8*MiB)
 	writeJunk(t, src)
-	dst := emptyFile(t, filepath.Join(dir, "b"), 8*MiB)
+	dst := testdisk.EmptyFile(t, filepath.Join(dir, "b"), 8*MiB)
 	s, _ := blockdev.Open(context.Background(), src, blockdev.Options{})
 	d, _ := blockdev.Open(context.Background(), dst, blockdev.Options{Mode: blockdev.ReadWrite})
 	defer s.Close()
@@ -368,7 +356,7 @@ func TestCloneLoopDevices(t *testing.T) {
 	dir := t.TempDir()
 	fx := extFixture(t, dir)
 	sum := testdisk.SHA256(t, fx.Path)
-	target := emptyFile(t, filepath.Join(dir, "t.img"), 256*MiB)
+	target := testdisk.EmptyFile(t, filepath.Join(dir, "t.img"), 256*MiB)
 	writeJunk(t, target)
 	srcDev := losetup(t, fx.Path, 0, 0)
 	dstDev := losetup(t, target, 0, 0)
@@ -421,8 +409,8 @@ func TestCloneTo4KSectors(t *testing.T) {
 			{FS: "none", Size: 32 * MiB},
 		},
 	})
-	target := emptyFile(t, filepath.Join(dir, "t4k.img"), 700*MiB)
-	dev := run(t, "losetup", "-f", "--show", "--sector-size", "4096", target)
+	target := testdisk.EmptyFile(t, filepath.Join(dir, "t4k.img"), 700*MiB)
+	dev := testdisk.Run(t, "losetup", "-f", "--show", "--sector-size", "4096", target)
 	t.Cleanup(func() { exec.Command("losetup", "-d", dev).Run() })
 	dst := inspect(t, dev)
 	if dst.LogicalSectorSize != 4096 {
@@ -434,7 +422,7 @@ func TestCloneTo4KSectors(t *testing.T) {
 	}
 	exec.Command("losetup", "-d", dev).Run()
 	// Read back through a fresh 4K loop device, as a 4Kn disk shows it.
-	dev2 := run(t, "losetup", "-f", "--show", "--sector-size", "4096", target)
+	dev2 := testdisk.Run(t, "losetup", "-f", "--show", "--sector-size", "4096", target)
 	t.Cleanup(func() { exec.Command("losetup", "-d", dev2).Run() })
 	sg, _ := testenv.LookPath("sgdisk")
 	if out, err := exec.Command(sg, "-v", dev2).CombinedOutput(); err != nil || !strings.Contains(string(out), "No problems found") {
@@ -486,23 +474,23 @@ func TestHibernatedNTFS(t *testing.T) {
 	testenv.RequireRoot(t)
 	testenv.RequireTools(t, "mkntfs", "ntfs-3g", "sgdisk", "ntfsfix")
 	dir := t.TempDir()
-	vol := emptyFile(t, filepath.Join(dir, "ntfs.img"), 64*MiB)
-	run(t, "mkntfs", "-q", "-F", "-Q", "-L", "Windows", vol)
+	vol := testdisk.EmptyFile(t, filepath.Join(dir, "ntfs.img"), 64*MiB)
+	testdisk.Run(t, "mkntfs", "-q", "-F", "-Q", "-L", "Windows", vol)
 	mnt := t.TempDir()
-	run(t, "ntfs-3g", vol, mnt)
+	testdisk.Run(t, "ntfs-3g", vol, mnt)
 	hib := append([]byte("hibr"), make([]byte, 1<<20)...)
 	err := os.WriteFile(filepath.Join(mnt, "hiberfil.sys"), hib, 0o644)
 	os.WriteFile(filepath.Join(mnt, "document.txt"), []byte("unsaved work\n"), 0o644)
-	run(t, "umount", mnt)
+	testdisk.Run(t, "umount", mnt)
 	if err != nil {
 		t.Fatal(err)
 	}
-	disk := emptyFile(t, filepath.Join(dir, "disk.img"), 80*MiB)
-	run(t, "sgdisk", "-n", "1:2048:+64M", "-t", "1:0700", disk)
+	disk := testdisk.EmptyFile(t, filepath.Join(dir, "disk.img"), 80*MiB)
+	testdisk.Run(t, "sgdisk", "-n", "1:2048:+64M", "-t", "1:0700", disk)
 	f, _ := os.OpenFile(disk, os.O_WRONLY, 0)
-	f.WriteAt(readRange(t, vol, 0, 64*MiB), MiB)
+	f.WriteAt(testdisk.ReadRange(t, vol, 0, 64*MiB), MiB)
 	f.Close()
-	target := emptyFile(t, filepath.Join(dir, "t.img"), 160*MiB)
+	target := testdisk.EmptyFile(t, filepath.Join(dir, "t.img"), 160*MiB)
 	res, p := cloneFiles(t, Options{Source: inspect(t, disk), Target: inspect(t, target), Verify: true})
 	if p.Items[0].GrowTo != 0 {
 		t.Error("a hibernated NTFS volume was planned to grow")
@@ -516,13 +504,13 @@ func TestHibernatedNTFS(t *testing.T) {
 	if !found {
 		t.Errorf("no warning that the hibernated volume is not grown: %q", res.Warnings)
 	}
-	tbl := readTable(t, target)
+	tbl := testdisk.ReadTable(t, target)
 	tp, _ := tbl.Find(1)
 	if tp.Size <= 64*MiB {
 		t.Errorf("the partition should still grow: %d", tp.Size)
 	}
 	// Every byte of the volume is as it was: Windows can resume.
-	if sha(readRange(t, target, tp.Start, 64*MiB)) != sha(readRange(t, vol, 0, 64*MiB)) {
+	if sha(testdisk.ReadRange(t, target, tp.Start, 64*MiB)) != sha(testdisk.ReadRange(t, vol, 0, 64*MiB)) {
 		t.Error("the hibernated volume's bytes changed")
 	}
 	testdisk.Fsck(t, target, tp.Start, 64*MiB, "ntfs")
@@ -534,7 +522,7 @@ func TestHibernatedNTFS(t *testing.T) {
 func TestDeltaWritesOnlyDifferences(t *testing.T) {
 	dir := t.TempDir()
 	fx := extFixture(t, dir)
-	target := emptyFile(t, filepath.Join(dir, "t.img"), 160*MiB)
+	target := testdisk.EmptyFile(t, filepath.Join(dir, "t.img"), 160*MiB)
 	full, _ := cloneFiles(t, Options{Source: inspect(t, fx.Path), Target: inspect(t, target), Layout: ptable.LayoutKeep})
 	res, _ := cloneFiles(t, Options{Source: inspect(t, fx.Path), Target: inspect(t, target), Layout: ptable.LayoutKeep, Delta: true})
 	if res.Written != 0 || res.Copied != full.Copied {
@@ -560,8 +548,8 @@ func TestDeltaWritesOnlyDifferences(t *testing.T) {
 // shares that image's bytes; two files side by side do not.
 func TestSharesStorage(t *testing.T) {
 	dir := t.TempDir()
-	a := emptyFile(t, filepath.Join(dir, "a.img"), MiB)
-	b := emptyFile(t, filepath.Join(dir, "b.img"), MiB)
+	a := testdisk.EmptyFile(t, filepath.Join(dir, "a.img"), MiB)
+	b := testdisk.EmptyFile(t, filepath.Join(dir, "b.img"), MiB)
 	if same, how, err := SharesStorage("", a, b); err != nil || same {
 		t.Fatalf("side-by-side files: %v %q %v", same, how, err)
 	}
@@ -570,13 +558,13 @@ func TestSharesStorage(t *testing.T) {
 	}
 	testenv.RequireRoot(t)
 	testenv.RequireTools(t, "mkfs.ext4", "losetup", "mount", "umount")
-	fsimg := emptyFile(t, filepath.Join(dir, "fs.img"), 64*MiB)
-	run(t, "mkfs.ext4", "-q", "-F", fsimg)
+	fsimg := testdisk.EmptyFile(t, filepath.Join(dir, "fs.img"), 64*MiB)
+	testdisk.Run(t, "mkfs.ext4", "-q", "-F", fsimg)
 	loop := losetup(t, fsimg, 0, 0)
 	mnt := t.TempDir()
-	run(t, "mount", loop, mnt)
-	defer run(t, "umount", mnt)
-	inner := emptyFile(t, filepath.Join(mnt, "inner.img"), MiB)
+	testdisk.Run(t, "mount", loop, mnt)
+	defer testdisk.Run(t, "umount", mnt)
+	inner := testdisk.EmptyFile(t, filepath.Join(mnt, "inner.img"), MiB)
 	for _, c := range []struct{ x, y string }{{inner, fsimg}, {fsimg, inner}, {mnt, fsimg}, {loop, inner}} {
 		same, how, err := SharesStorage("", c.x, c.y)
 		if err != nil || !same {

@@ -2,7 +2,6 @@ package image
 
 import (
 	"context"
-	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -285,7 +284,7 @@ func saveRegion(ctx context.Context, w *repo.Writer, r *repo.Repo, src *blockdev
 				}
 				zeroOutside(b, j.used)
 				counters.Add(fsmap.Total(j.used))
-				if allZero(b) {
+				if blockdev.IsZero(b) {
 					continue
 				}
 				id := r.Hash(b)
@@ -312,19 +311,4 @@ func zeroOutside(b []byte, used []fsmap.Extent) {
 		pos = u.End()
 	}
 	clear(b[pos:])
-}
-
-func allZero(b []byte) bool {
-	for len(b) >= 8 {
-		if binary.LittleEndian.Uint64(b) != 0 {
-			return false
-		}
-		b = b[8:]
-	}
-	for _, x := range b {
-		if x != 0 {
-			return false
-		}
-	}
-	return true
 }

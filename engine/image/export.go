@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"os"
 
+	"github.com/lifeboat/lifeboat/engine/blockdev"
+
 	"github.com/lifeboat/lifeboat/engine/fsmap"
 	"github.com/lifeboat/lifeboat/engine/progress"
 	"github.com/lifeboat/lifeboat/engine/repo"
@@ -80,7 +82,7 @@ func Export(ctx context.Context, opt ExportOptions, counters *progress.Counters)
 				return fail(fmt.Errorf("export: %w", err))
 			}
 			counters.Add(int64(len(b)))
-			if allZero(b) {
+			if blockdev.IsZero(b) {
 				continue
 			}
 			if _, err := f.WriteAt(b, r.Offset+off-base); err != nil {

@@ -33,17 +33,6 @@ func inspect(t *testing.T, path string) *disks.Disk {
 	return d
 }
 
-func emptyFile(t *testing.T, path string, size int64) string {
-	t.Helper()
-	if err := os.WriteFile(path, nil, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Truncate(path, size); err != nil {
-		t.Fatal(err)
-	}
-	return path
-}
-
 func newRepo(t *testing.T, dir string, password []byte) *repo.Repo {
 	t.Helper()
 	be, err := local.New(dir)
@@ -91,61 +80,6 @@ func restore(t *testing.T, r *repo.Repo, snap *repo.Snapshot, target string, opt
 		t.Fatalf("restore: %v", err)
 	}
 	return res
-}
-
-func readTable(t *testing.T, path string) *ptable.Table {
-	t.Helper()
-	d, err := blockdev.Open(context.Background(), path, blockdev.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer d.Close()
-	tbl, err := ptable.Read(context.Background(), d, d.Size(), d.SectorSize())
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tbl
-}
-
-func readRange(t *testing.T, path string, off, n int64) []byte {
-	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	b := make([]byte, n)
-	if _, err := f.ReadAt(b, off); err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
-
-// checkRestored checks every partition of the fixture on the target:
-// fsck passes and every file equals the fixture's source.
-func checkRestored(t *testing.T, fx *testdisk.Fixture, target string) {
-	t.Helper()
-	tbl := readTable(t, target)
-	for _, part := range fx.Parts {
-		tp, ok := tbl.Find(part.Number)
-		if !ok {
-			t.Fatalf("target has no partition %d", part.Number)
-		}
-		if part.FS == "raw" || part.FS == "none" {
-			if !bytes.Equal(readRange(t, fx.Path, part.Start, part.Size), readRange(t, target, tp.Start, part.Size)) {
-				t.Errorf("partition %d (%s): content differs", part.Number, part.FS)
-			}
-			continue
-		}
-		testdisk.Fsck(t, target, tp.Start, tp.Size, part.FS)
-		if part.SrcDir != "" {
-			got := filepath.Join(t.TempDir(), "got")
-			on := part
-			on.Start, on.Size = tp.Start, tp.Size
-			testdisk.Extract(t, target, on, got)
-			testdisk.CompareTrees(t, part.SrcDir, got)
-		}
-	}
 }
 
 // extFixture is a GPT disk with two ext4 partitions, built without root.
@@ -196,7 +130,7 @@ func TestRoundTripStandardFixtures(t *testing.T) {
 				t.Fatal("backup changed the source")
 			}
 			t.Logf("snapshot %s: used %d, added %d, repository %d bytes", res.Snapshot.ID, res.Meta.Used, res.Stats.BytesStored, repoSize(t, repoDir))
-			target := emptyFile(t, filepath.Join(dir, "target.img"), c.size)
+			target := testdisk.EmptyFile(t, filepath.Join(dir, "target.img"), c.size)
 			// Reopen, as a later run would.
 			r2, err := openRepo(t, repoDir, nil)
 			if err != nil {
@@ -210,11 +144,11 @@ func TestRoundTripStandardFixtures(t *testing.T) {
 			if !out.Verified {
 				t.Error("not verified")
 			}
-			checkRestored(t, fx, target)
-			if !bytes.Equal(readRange(t, target, 0, 440), fx.BootCode) {
+			testdisk.CheckCopy(t, fx, target)
+			if !bytes.Equal(testdisk.ReadRange(t, target, 0, 440), fx.BootCode) {
 				t.Error("boot code not restored")
 			}
-			if fx.GapLen > 0 && !bytes.Equal(readRange(t, target, fx.GapOff, fx.GapLen), readRange(t, fx.Path, fx.GapOff, fx.GapLen)) {
+			if fx.GapLen > 0 && !bytes.Equal(testdisk.ReadRange(t, target, fx.GapOff, fx.GapLen), testdisk.ReadRange(t, fx.Path, fx.GapOff, fx.GapLen)) {
 				t.Error("boot gap not restored")
 			}
 		})
@@ -262,7 +196,7 @@ func TestDedupAndDelta(t *testing.T) {
 	}
 
 	// Restore the latest, then delta-restore it again: almost nothing written.
-	target := emptyFile(t, filepath.Join(dir, "t.img"), 160*MiB)
+	target := testdisk.EmptyFile(t, filepath.Join(dir, "t.img"), 160*MiB)
 	snap, _ := r.LoadSnapshot(context.Background(), "latest")
 	restore(t, r, snap, target, RestoreOptions{Layout: ptable.LayoutKeep})
 	res := restore(t, r, snap, target, RestoreOptions{Layout: ptable.LayoutKeep, Delta: true})
@@ -276,14 +210,14 @@ func TestDedupAndDelta(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	target2 := emptyFile(t, filepath.Join(dir, "t2.img"), 200*MiB)
+	target2 := testdisk.EmptyFile(t, filepath.Join(dir, "t2.img"), 200*MiB)
 	restore(t, r, old, target2, RestoreOptions{})
 	testdisk.Fsck(t, target2, fx.Parts[1].Start, readTablePart(t, target2, 2).Size, "ext4")
 }
 
 func readTablePart(t *testing.T, path string, n int) ptable.Partition {
 	t.Helper()
-	p, ok := readTable(t, path).Find(n)
+	p, ok := testdisk.ReadTable(t, path).Find(n)
 	if !ok {
 		t.Fatalf("%s has no partition %d", path, n)
 	}
@@ -296,7 +230,7 @@ func usedOffset(t *testing.T, w *blockdev.Window, size int64) int64 {
 	for off := size / 2 / MiB * MiB; off > 4*MiB; off -= MiB {
 		b := make([]byte, MiB)
 		w.ReadAt(b, off)
-		if !allZero(b) && !allZero(b[:4096]) && !allZero(b[MiB-4096:]) {
+		if !blockdev.IsZero(b) && !blockdev.IsZero(b[:4096]) && !blockdev.IsZero(b[MiB-4096:]) {
 			return off
 		}
 	}
@@ -317,11 +251,11 @@ func TestEncryptedRepository(t *testing.T) {
 	// Put the file in with debugfs-free means: rebuild partition 1 with mkfs -d.
 	part := fx.Parts[0]
 	img := filepath.Join(dir, "p.img")
-	emptyFile(t, img, part.Size)
+	testdisk.EmptyFile(t, img, part.Size)
 	mk, _ := testenv.LookPath("mkfs.ext4")
-	runCmd(t, mk, "-q", "-F", "-d", tree, img)
+	testdisk.Run(t, mk, "-q", "-F", "-d", tree, img)
 	f, _ := os.OpenFile(fx.Path, os.O_WRONLY, 0)
-	f.WriteAt(readRange(t, img, 0, part.Size), part.Start)
+	f.WriteAt(testdisk.ReadRange(t, img, 0, part.Size), part.Start)
 	f.Close()
 
 	repoDir := filepath.Join(dir, "repo")
@@ -360,7 +294,7 @@ func TestEncryptedRepository(t *testing.T) {
 	if _, err := vd.ReadAt(got, part.Start); err != nil {
 		t.Fatal(err)
 	}
-	if !bytes.Equal(got, readRange(t, fx.Path, part.Start, part.Size)) {
+	if !bytes.Equal(got, testdisk.ReadRange(t, fx.Path, part.Start, part.Size)) {
 		t.Error("snapshot bytes differ from the source")
 	}
 }
@@ -371,11 +305,11 @@ func TestBackupRefusesRepositoryOnSource(t *testing.T) {
 	dir := t.TempDir()
 	fx := extFixture(t, dir)
 	// Mount partition 1 of the source and put the repository in it.
-	loop := runCmd(t, "losetup", "-f", "--show", "-o", itoa(fx.Parts[0].Start), "--sizelimit", itoa(fx.Parts[0].Size), fx.Path)
-	defer runCmd(t, "losetup", "-d", loop)
+	loop := testdisk.Run(t, "losetup", "-f", "--show", "-o", itoa(fx.Parts[0].Start), "--sizelimit", itoa(fx.Parts[0].Size), fx.Path)
+	defer testdisk.Run(t, "losetup", "-d", loop)
 	mnt := t.TempDir()
-	runCmd(t, "mount", loop, mnt)
-	defer runCmd(t, "umount", mnt)
+	testdisk.Run(t, "mount", loop, mnt)
+	defer testdisk.Run(t, "umount", mnt)
 	repoDir := filepath.Join(mnt, "repo")
 	r := newRepo(t, repoDir, nil)
 	defer func() { r.Close(); r.Backend().Close() }()
@@ -402,10 +336,10 @@ func TestExport(t *testing.T) {
 		t.Errorf("export: size %d, %d bytes written", st.Size(), n)
 	}
 	sg, _ := testenv.LookPath("sgdisk")
-	if out := runCmd(t, sg, "-v", whole); !bytes.Contains([]byte(out), []byte("No problems found")) {
+	if out := testdisk.Run(t, sg, "-v", whole); !bytes.Contains([]byte(out), []byte("No problems found")) {
 		t.Errorf("sgdisk -v:\n%s", out)
 	}
-	checkRestored(t, fx, whole)
+	testdisk.CheckCopy(t, fx, whole)
 	// One partition alone: a file system image.
 	p1 := filepath.Join(dir, "p1.raw")
 	if _, err := Export(context.Background(), ExportOptions{Repo: r, Snapshot: res.Snapshot, Partition: 1, To: p1}, nil); err != nil {
@@ -445,9 +379,9 @@ func TestPartitionBackupAndRestore(t *testing.T) {
 		part int
 	}{{"partition snapshot", partSnap.Snapshot, 0}, {"disk snapshot", diskSnap.Snapshot, 1}} {
 		t.Run(c.name, func(t *testing.T) {
-			before := readRange(t, tgt.Path, 0, tgt.Parts[1].Start)
+			before := testdisk.ReadRange(t, tgt.Path, 0, tgt.Parts[1].Start)
 			restore(t, r, c.snap, tgt.Path, RestoreOptions{Partition: c.part, ToPartition: 2, Verify: true})
-			if !bytes.Equal(before, readRange(t, tgt.Path, 0, tgt.Parts[1].Start)) {
+			if !bytes.Equal(before, testdisk.ReadRange(t, tgt.Path, 0, tgt.Parts[1].Start)) {
 				t.Error("the target's table or first partition changed")
 			}
 			on := fx.Parts[0]
