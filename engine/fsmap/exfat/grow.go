@@ -101,7 +101,7 @@ func (f *FS) moveHeap(ctx context.Context, v fsmap.Volume, ng *geometry) error {
 		if e.Off < heap {
 			e = fsmap.Extent{Off: heap, Len: e.End() - heap}
 		}
-		if err := moveUp(ctx, v, e.Off, e.Off+shift, e.Len); err != nil {
+		if err := fsmap.MoveUp(ctx, v, e.Off, e.Off+shift, e.Len, "exFAT volume data"); err != nil {
 			return fmt.Errorf("move clusters at byte %d: %w", e.Off, err)
 		}
 	}
@@ -115,7 +115,7 @@ func (f *FS) extendFAT(ctx context.Context, v fsmap.Volume, old *geometry) error
 	g := f.g
 	from := g.fatOff*g.ss + (old.clusters+2)*4
 	to := (g.fatOff + g.fatLen) * g.ss
-	if err := writeZeros(ctx, v, from, to-from); err != nil {
+	if err := fsmap.WriteZeros(ctx, v, from, to-from); err != nil {
 		return fmt.Errorf("clear new FAT entries: %w", err)
 	}
 	return nil
@@ -241,48 +241,6 @@ func writeBootRegions(v fsmap.Volume, g *geometry) error {
 	}
 	if _, err := v.WriteAt(region, 0); err != nil {
 		return fmt.Errorf("write main boot region: %w", err)
-	}
-	return nil
-}
-
-// moveUp copies n bytes from src to dst >= src, last chunk first, so
-// overlapping ranges come out right.
-func moveUp(ctx context.Context, v fsmap.Volume, src, dst, n int64) error {
-	if dst == src || n == 0 {
-		return nil
-	}
-	if dst < src {
-		return fmt.Errorf("move %d bytes from %d down to %d: only upward moves are safe", n, src, dst)
-	}
-	buf := make([]byte, min(n, chunkSize))
-	for end := n; end > 0; {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		c := min(int64(len(buf)), end)
-		end -= c
-		if err := fsmap.ReadFull(v, buf[:c], src+end, "exFAT volume data"); err != nil {
-			return err
-		}
-		if _, err := v.WriteAt(buf[:c], dst+end); err != nil {
-			return fmt.Errorf("write %d bytes at %d: %w", c, dst+end, err)
-		}
-	}
-	return nil
-}
-
-// writeZeros writes n zero bytes at off.
-func writeZeros(ctx context.Context, v fsmap.Volume, off, n int64) error {
-	buf := make([]byte, min(max(n, 0), chunkSize))
-	for done := int64(0); done < n; {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		c := min(int64(len(buf)), n-done)
-		if _, err := v.WriteAt(buf[:c], off+done); err != nil {
-			return fmt.Errorf("write zeros at %d: %w", off+done, err)
-		}
-		done += c
 	}
 	return nil
 }

@@ -115,67 +115,25 @@ func relocate(ctx context.Context, v fsmap.Volume, g, ng *geometry, runs []clust
 	for i := len(runs) - 1; i >= 0; i-- {
 		r := runs[i]
 		src := g.clusterOff(r.first)
-		if err := moveUp(ctx, v, src, src+shift, r.n*g.clusterBytes()); err != nil {
+		if err := fsmap.MoveUp(ctx, v, src, src+shift, r.n*g.clusterBytes(), "FAT volume data"); err != nil {
 			return fmt.Errorf("move clusters %d..%d: %w", r.first, r.first+r.n-1, err)
 		}
 	}
 	if g.rootSec > 0 {
 		src := (g.rsvd + g.nfats*g.fatSz) * g.bps
 		dst := (ng.rsvd + ng.nfats*ng.fatSz) * g.bps
-		if err := moveUp(ctx, v, src, dst, g.rootSec*g.bps); err != nil {
+		if err := fsmap.MoveUp(ctx, v, src, dst, g.rootSec*g.bps, "FAT volume data"); err != nil {
 			return fmt.Errorf("move root directory: %w", err)
 		}
 	}
 	for k := g.nfats - 1; k >= 0; k-- {
 		src, dst := g.fatCopyOff(k), ng.fatCopyOff(k)
-		if err := moveUp(ctx, v, src, dst, g.fatSz*g.bps); err != nil {
+		if err := fsmap.MoveUp(ctx, v, src, dst, g.fatSz*g.bps, "FAT volume data"); err != nil {
 			return fmt.Errorf("move FAT copy %d: %w", k, err)
 		}
-		if err := writeZeros(ctx, v, dst+g.fatSz*g.bps, (ng.fatSz-g.fatSz)*g.bps); err != nil {
+		if err := fsmap.WriteZeros(ctx, v, dst+g.fatSz*g.bps, (ng.fatSz-g.fatSz)*g.bps); err != nil {
 			return fmt.Errorf("extend FAT copy %d: %w", k, err)
 		}
-	}
-	return nil
-}
-
-// moveUp copies n bytes from src to dst >= src, last chunk first, so
-// overlapping ranges come out right.
-func moveUp(ctx context.Context, v fsmap.Volume, src, dst, n int64) error {
-	if dst == src || n == 0 {
-		return nil
-	}
-	if dst < src {
-		return fmt.Errorf("move %d bytes from %d down to %d: only upward moves are safe", n, src, dst)
-	}
-	buf := make([]byte, min(n, chunkSize))
-	for end := n; end > 0; {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		c := min(int64(len(buf)), end)
-		end -= c
-		if err := fsmap.ReadFull(v, buf[:c], src+end, "FAT volume data"); err != nil {
-			return err
-		}
-		if _, err := v.WriteAt(buf[:c], dst+end); err != nil {
-			return fmt.Errorf("write %d bytes at %d: %w", c, dst+end, err)
-		}
-	}
-	return nil
-}
-
-// writeZeros writes n zero bytes at off.
-func writeZeros(ctx context.Context, v fsmap.Volume, off, n int64) error {
-	buf := make([]byte, min(n, chunkSize))
-	for done := int64(0); done < n; {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		c := min(int64(len(buf)), n-done)
-		if _, err := v.WriteAt(buf[:c], off+done); err != nil {
-			return fmt.Errorf("write zeros at %d: %w", off+done, err)
-		}
-		done += c
 	}
 	return nil
 }
@@ -191,7 +149,7 @@ func zeroEntries(ctx context.Context, v fsmap.Volume, g *geometry, from, to int6
 		base := g.fatCopyOff(k)
 		if g.bits != 12 {
 			w := int64(g.bits / 8)
-			if err := writeZeros(ctx, v, base+from*w, (to-from)*w); err != nil {
+			if err := fsmap.WriteZeros(ctx, v, base+from*w, (to-from)*w); err != nil {
 				return err
 			}
 			continue
