@@ -71,7 +71,7 @@ func startProgress(env *cmdEnv, mode string, c *progress.Counters) (stop func())
 }
 
 func drawBar(w io.Writer, s progress.Snapshot, bps float64, final bool) {
-	const width = 30
+	const width = 20
 	frac := 0.0
 	if s.Total > 0 {
 		frac = min(1, float64(s.Done)/float64(s.Total))
@@ -81,10 +81,12 @@ func drawBar(w io.Writer, s progress.Snapshot, bps float64, final bool) {
 	if d := progress.ETA(s, bps); d >= 0 {
 		eta = fmt.Sprintf("%02d:%02d", int(d.Minutes()), int(d.Seconds())%60)
 	}
-	line := fmt.Sprintf("\r%-8s [%s%s] %5.1f%% %s / %s  %s/s  left %s", s.Phase,
+	line := fmt.Sprintf("\r%-7s [%s%s] %5.1f%% %s/%s %s/s left %s", s.Phase,
 		strings.Repeat("#", filled), strings.Repeat(".", width-filled), frac*100,
 		disks.HumanBytes(s.Done), disks.HumanBytes(s.Total), disks.HumanBytes(int64(bps)), eta)
-	fmt.Fprintf(w, "%-100s", line)
+	// Clear to the end of the line rather than pad: the terminal may be
+	// narrower than any fixed width (80 columns on a console).
+	fmt.Fprint(w, line+"\033[K")
 	if final {
 		fmt.Fprintln(w)
 	}
