@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -147,4 +148,127 @@ func checkSnapshotsReadable(t *testing.T, repoDir string) {
 			}
 		}
 	}
+}
+
+// TestPruneKilled kills prune with SIGKILL at several points while it
+// repacks half-used packs: the repository verifies after each kill, prune
+// runs again to the end, and the kept snapshot holds exactly what it held.
+func TestPruneKilled(t *testing.T) {
+	testenv.RequireTools(t, "mkfs.ext4")
+	dir := t.TempDir()
+	// Two volumes whose one file differs in half its MiBs: forgetting
+	// the first snapshot leaves each of its packs about half used.
+	data := make([]byte, 160<<20)
+	rng := rand.New(rand.NewPCG(11, 11))
+	fill := func(b []byte) {
+		for i := 0; i+8 <= len(b); i += 8 {
+			binary.LittleEndian.PutUint64(b[i:], rng.Uint64())
+		}
+	}
+	fill(data)
+	mk, _ := testenv.LookPath("mkfs.ext4")
+	vol := func(name string) string {
+		tree := filepath.Join(dir, name+"-tree")
+		os.MkdirAll(tree, 0o755)
+		if err := os.WriteFile(filepath.Join(tree, "data.bin"), data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		img := filepath.Join(dir, name+".img")
+		if out, err := exec.Command(mk, "-q", "-F", "-d", tree, img, "200M").CombinedOutput(); err != nil {
+			t.Fatalf("mkfs.ext4: %v\n%s", err, out)
+		}
+		return img
+	}
+	v1 := vol("v1")
+	// Changed 4 MiB runs, so that the chunks between them (1 MiB, aligned
+	// to the partition, not to the file) stay the same.
+	for off := 0; off < len(data); off += 8 << 20 {
+		fill(data[off : off+4<<20])
+	}
+	v2 := vol("v2")
+	base := filepath.Join(dir, "base")
+	for _, v := range []string{v1, v2} {
+		if code, _, errs := runCapture(t, "backup", "--from", v, "--repo", base, "--progress", "none", "--pack-size", "8388608"); code != 0 {
+			t.Fatal(errs)
+		}
+	}
+	if code, _, errs := runCapture(t, "forget", "--repo", base, "--keep-last", "1"); code != 0 {
+		t.Fatal(errs)
+	}
+	want := filepath.Join(dir, "want.raw")
+	if code, _, errs := runCapture(t, "export", "--repo", base, "--to", want); code != 0 {
+		t.Fatal(errs)
+	}
+	prune := func(repoDir string) *exec.Cmd {
+		cmd := exec.Command(os.Args[0], "prune", "--repo", repoDir, "--repack-below", "0.7")
+		cmd.Env = append(os.Environ(), "LIFEBOAT_TEST_AS_MAIN=1")
+		return cmd
+	}
+	// How long a whole prune takes, on a copy.
+	full := copyTree(t, base, filepath.Join(dir, "full"))
+	start := time.Now()
+	out, err := prune(full).CombinedOutput()
+	t.Logf("%s", out)
+	if err != nil || !strings.Contains(string(out), "repacked") {
+		t.Fatalf("prune: %v\n%s", err, out)
+	}
+	took := time.Since(start)
+	t.Logf("a whole prune took %s", took)
+	if code, out, _ := runCapture(t, "snapshots", "--repo", full); code == 0 {
+		t.Logf("after it:\n%s", out)
+	}
+	interrupted := 0
+	for i, frac := range []float64{0.25, 0.5, 0.75} {
+		repoDir := copyTree(t, base, filepath.Join(dir, fmt.Sprintf("killed-%d", i)))
+		cmd := prune(repoDir)
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(time.Duration(frac * float64(took)))
+		cmd.Process.Signal(syscall.SIGKILL)
+		err := cmd.Wait()
+		if ee, ok := err.(*exec.ExitError); !ok || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
+			t.Logf("the prune ended before the kill at %.0f%% (%v)", frac*100, err)
+			continue
+		}
+		interrupted++
+		if code, out, errs := runCapture(t, "verify", "--repo", repoDir, "--read-data", "--progress", "none"); code != 0 {
+			t.Fatalf("after a kill at %.0f%%: verify failed:\n%s\n%s", frac*100, out, errs)
+		}
+		// The killed prune's lock is stale only after 30 minutes or when
+		// its process is gone: it is gone, on this host.
+		if code, out, errs := runCapture(t, "prune", "--repo", repoDir, "--repack-below", "0.7"); code != 0 {
+			t.Fatalf("prune again after a kill at %.0f%%: %s %s", frac*100, out, errs)
+		}
+		if code, out, _ := runCapture(t, "verify", "--repo", repoDir, "--read-data", "--progress", "none"); code != 0 {
+			t.Fatalf("verify after the second prune:\n%s", out)
+		}
+		got := filepath.Join(dir, fmt.Sprintf("got-%d.raw", i))
+		if code, _, errs := runCapture(t, "export", "--repo", repoDir, "--to", got); code != 0 {
+			t.Fatal(errs)
+		}
+		if sha(t, got) != sha(t, want) {
+			t.Errorf("after a kill at %.0f%% the kept snapshot changed", frac*100)
+		}
+	}
+	if interrupted < 2 {
+		t.Fatalf("only %d of 3 prunes were killed before they ended (a whole prune took %s)", interrupted, took)
+	}
+}
+
+func copyTree(t *testing.T, from, to string) string {
+	t.Helper()
+	if out, err := exec.Command("cp", "-a", from, to).CombinedOutput(); err != nil {
+		t.Fatalf("cp: %v\n%s", err, out)
+	}
+	return to
+}
+
+func sha(t *testing.T, path string) [32]byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sha256.Sum256(b)
 }
