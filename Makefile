@@ -7,7 +7,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 GOFLAGS_BUILD := -trimpath -ldflags "-s -w -X main.version=$(VERSION)"
 STATICCHECK_VERSION := v0.8.2
 
-.PHONY: help deps build demo test test-short lint fuzz bench clean
+.PHONY: help deps build appliance demo test test-short lint fuzz bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -17,6 +17,9 @@ deps: ## install the Debian packages builds and tests need
 
 build: ## build out/lifeboat
 	go build $(GOFLAGS_BUILD) -o out/lifeboat ./cmd/lifeboat
+
+appliance: deps ## build out/netboot: the kernel, the initramfs and a report of what went in
+	go run ./cmd/lifeboat-build --out out --version $(VERSION)
 
 demo: deps build ## make two demo disks, clone the old one onto the new one, show the result
 	build/demo.sh out/demo

@@ -8,6 +8,7 @@ packages=(
   e2fsprogs dosfstools mtools ntfs-3g exfatprogs exfat-fuse fuse3
   gdisk fdisk util-linux xfsprogs btrfs-progs
   partclone zstd coreutils make gcc bc time
+  linux-image-amd64 qemu-system-x86
 )
 
 missing=()

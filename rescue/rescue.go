@@ -1,0 +1,240 @@
+// Package rescue is the appliance's runtime: what the program started at
+// boot owes lifeboat (file systems mounted, drivers loaded for every device,
+// consoles found, TERM set), the unattended job runner driven by the kernel
+// command line, and power-off. docs/BOOT.md is its contract. The parts that
+// need PID 1's powers sit behind System so the rest is tested as a plain
+// program.
+package rescue
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// System is what the runtime needs from the kernel.
+type System interface {
+	// Mount mounts a file system; a target already mounted is not an
+	// error.
+	Mount(source, target, fstype string) error
+	// Inserter loads module files.
+	Inserter
+	// PowerOff and Reboot flush the disks and end the machine.
+	PowerOff() error
+	Reboot() error
+}
+
+// Config is how Main runs.
+type Config struct {
+	// Version is printed in LIFEBOAT-READY.
+	Version string
+	// Root is where /proc, /sys, /dev and /lib/modules are found: "/" on
+	// the appliance.
+	Root string
+	// Sys does the privileged work.
+	Sys System
+	// Self is the lifeboat executable the job runs as a child.
+	Self string
+	// Stdout is the fallback output when no console can be opened.
+	Stdout io.Writer
+	// KernelRelease names the modules directory (uname -r).
+	KernelRelease string
+	// LogFile receives a copy of the job's output.
+	LogFile string
+}
+
+// Result lines the job prints last; tests and people watching a serial
+// console wait for them.
+const (
+	ReadyPrefix = "LIFEBOAT-READY"
+	JobPrefix   = "LIFEBOAT-JOB:"
+)
+
+// mounts are the file systems lifeboat expects, in order.
+var mounts = []struct{ source, target, fstype string }{
+	{"proc", "proc", "proc"},
+	{"sysfs", "sys", "sysfs"},
+	{"devtmpfs", "dev", "devtmpfs"},
+	{"devpts", "dev/pts", "devpts"},
+	{"tmpfs", "run", "tmpfs"},
+	{"tmpfs", "tmp", "tmpfs"},
+}
+
+// Main brings the system up and runs what the kernel command line asks.
+// It returns the action left to its caller: AfterShell or AfterTUI mean
+// "start the shell or the UI"; poweroff and reboot do not return on a real
+// system.
+func Main(ctx context.Context, cfg Config) (string, error) {
+	root := cfg.Root
+	var setupErrs []string
+	for _, m := range mounts {
+		target := filepath.Join(root, m.target)
+		if err := os.MkdirAll(target, 0o755); err != nil {
+			setupErrs = append(setupErrs, fmt.Sprintf("create %s: %v", target, err))
+			continue
+		}
+		if err := cfg.Sys.Mount(m.source, target, m.fstype); err != nil {
+			setupErrs = append(setupErrs, err.Error())
+		}
+	}
+	if os.Getenv("TERM") == "" {
+		os.Setenv("TERM", "linux")
+	}
+	cmdline, _ := readSmall(filepath.Join(root, "proc", "cmdline"), maxCmdline)
+	boot, perr := ParseCmdline(string(cmdline))
+
+	out, closeOut := openConsoles(root, boot.Consoles, cfg.Stdout)
+	defer closeOut()
+	for _, e := range setupErrs {
+		fmt.Fprintf(out, "lifeboat: boot: %s\n", e)
+	}
+
+	modDir := filepath.Join(root, "lib", "modules", cfg.KernelRelease)
+	if ld, err := OpenLoader(modDir, cfg.Sys, io.Discard); err != nil {
+		fmt.Fprintf(out, "lifeboat: boot: %v\n", err)
+	} else {
+		ld.Log = out
+		if names, err := readList(filepath.Join(modDir, "lifeboat.load")); err == nil {
+			ld.Load(names)
+		}
+		if err := ld.Settle(ctx, filepath.Join(root, "sys"), time.Second, 20*time.Second); err != nil {
+			fmt.Fprintf(out, "lifeboat: boot: %v\n", err)
+		}
+	}
+	efivars := filepath.Join(root, "sys", "firmware", "efi", "efivars")
+	if _, err := os.Stat(efivars); err == nil {
+		_ = cfg.Sys.Mount("efivarfs", efivars, "efivarfs")
+	}
+
+	if perr != nil {
+		fmt.Fprintf(out, "%s failed: %v\n", JobPrefix, perr)
+		return AfterShell, perr
+	}
+	if boot.Job == nil {
+		fmt.Fprintf(out, "%s %s\n", ReadyPrefix, cfg.Version)
+		runChild(ctx, cfg.Self, []string{"disks", "--no-usage"}, out)
+		return boot.After, nil
+	}
+	jobErr := runJob(ctx, cfg, boot.Job, out)
+	switch boot.After {
+	case AfterPoweroff:
+		return boot.After, cfg.Sys.PowerOff()
+	case AfterReboot:
+		return boot.After, cfg.Sys.Reboot()
+	}
+	return boot.After, jobErr
+}
+
+// runJob runs lifeboat with args, copies its output to out and the log
+// file, and prints the result line last.
+func runJob(ctx context.Context, cfg Config, args []string, out io.Writer) error {
+	w := out
+	if cfg.LogFile != "" {
+		if err := os.MkdirAll(filepath.Dir(cfg.LogFile), 0o755); err == nil {
+			if f, err := os.Create(cfg.LogFile); err == nil {
+				defer f.Close()
+				w = io.MultiWriter(out, f)
+			} else {
+				fmt.Fprintf(out, "lifeboat: job log: %v\n", err)
+			}
+		}
+	}
+	fmt.Fprintf(w, "lifeboat: job: lifeboat %s\n", strings.Join(args, " "))
+	err := runChild(ctx, cfg.Self, args, w)
+	if err != nil {
+		fmt.Fprintf(w, "%s failed: %s\n", JobPrefix, oneLine(err.Error()))
+		return err
+	}
+	fmt.Fprintf(w, "%s ok\n", JobPrefix)
+	return nil
+}
+
+// runChild runs self with args, its output and errors to w.
+func runChild(ctx context.Context, self string, args []string, w io.Writer) error {
+	cmd := exec.CommandContext(ctx, self, args...)
+	cmd.Stdout, cmd.Stderr = w, w
+	if err := cmd.Run(); err != nil {
+		var ee *exec.ExitError
+		if errors.As(err, &ee) && ee.Exited() {
+			return fmt.Errorf("lifeboat %s exited with status %d", args[0], ee.ExitCode())
+		}
+		return fmt.Errorf("run lifeboat %s: %w", args[0], err)
+	}
+	return nil
+}
+
+func oneLine(s string) string {
+	s = strings.ReplaceAll(s, "\n", " ")
+	if len(s) > 200 {
+		s = s[:200] + "..."
+	}
+	return s
+}
+
+func readList(p string) ([]string, error) {
+	b, err := readSmall(p, 1<<20)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	sc := bufio.NewScanner(strings.NewReader(string(b)))
+	for sc.Scan() {
+		if l := strings.TrimSpace(sc.Text()); l != "" && l[0] != '#' {
+			out = append(out, l)
+		}
+	}
+	return out, nil
+}
+
+// openConsoles opens every console the kernel reports in /proc/consoles
+// (or, when that is unreadable, the console= arguments) and returns a
+// writer to all of them. With none, output goes to fallback.
+func openConsoles(root string, fromCmdline []string, fallback io.Writer) (io.Writer, func()) {
+	names := []string(nil)
+	if b, err := readSmall(filepath.Join(root, "proc", "consoles"), maxCmdline); err == nil {
+		names = ParseConsoles(string(b))
+	}
+	if len(names) == 0 {
+		names = fromCmdline
+	}
+	var ws []io.Writer
+	var files []*os.File
+	seen := map[string]bool{}
+	for _, n := range names {
+		if seen[n] {
+			continue
+		}
+		seen[n] = true
+		f, err := os.OpenFile(filepath.Join(root, "dev", n), os.O_WRONLY|consoleFlags, 0)
+		if err != nil {
+			continue
+		}
+		files = append(files, f)
+		ws = append(ws, bestEffort{f})
+	}
+	if len(ws) == 0 {
+		return fallback, func() {}
+	}
+	return io.MultiWriter(ws...), func() {
+		for _, f := range files {
+			f.Close()
+		}
+	}
+}
+
+// bestEffort never reports a failed write: output to consoles is best
+// effort, and a console that fails (a VGA console without a screen) must
+// neither stop the others in a MultiWriter nor make a job fail.
+type bestEffort struct{ w io.Writer }
+
+func (b bestEffort) Write(p []byte) (int, error) {
+	_, _ = b.w.Write(p)
+	return len(p), nil
+}
