@@ -7,7 +7,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 GOFLAGS_BUILD := -trimpath -ldflags "-s -w -X main.version=$(VERSION)"
 STATICCHECK_VERSION := v0.8.2
 
-.PHONY: help deps build appliance demo test test-short lint fuzz bench clean
+.PHONY: help deps build appliance iso demo demo-cli test test-short lint fuzz bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -18,10 +18,15 @@ deps: ## install the Debian packages builds and tests need
 build: ## build out/lifeboat
 	go build $(GOFLAGS_BUILD) -o out/lifeboat ./cmd/lifeboat
 
-appliance: deps ## build out/netboot: the kernel, the initramfs and a report of what went in
+appliance: deps ## build out/lifeboat.iso and out/netboot (kernel, initramfs, iPXE and GRUB configs) with a report
 	go run ./cmd/lifeboat-build --out out --version $(VERSION)
 
-demo: deps build ## make two demo disks, clone the old one onto the new one, show the result
+iso: appliance ## the same as appliance
+
+demo: deps appliance ## boot the appliance in QEMU on this terminal with an "old disk" and an empty "new SSD"
+	build/demo-appliance.sh out
+
+demo-cli: deps build ## without QEMU: clone a demo disk onto a larger one with the host's lifeboat and check it
 	build/demo.sh out/demo
 
 test: deps lint ## lint, then every test (root runs the loop-device and mount tests too)

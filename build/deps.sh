@@ -9,6 +9,7 @@ packages=(
   gdisk fdisk util-linux xfsprogs btrfs-progs
   partclone zstd coreutils make gcc bc time
   linux-image-amd64 qemu-system-x86
+  xorriso grub-common grub-pc-bin grub-efi-amd64-signed shim-signed ovmf ipxe-qemu
 )
 
 missing=()

@@ -1,6 +1,8 @@
-// Command lifeboat-build builds the Lifeboat appliance on a Debian host:
-// today the netboot pair out/netboot/vmlinuz and out/netboot/initramfs.img,
-// with a report of what went in and the sizes.
+// Command lifeboat-build builds the Lifeboat appliance on a Debian host: the
+// netboot pair out/netboot/vmlinuz and out/netboot/initramfs.img with an
+// iPXE script and a GRUB netboot config beside them, and the hybrid
+// bootable image out/lifeboat.iso, with a report of what went in and the
+// sizes.
 package main
 
 import (
@@ -14,6 +16,7 @@ import (
 	"syscall"
 
 	"github.com/lifeboat/lifeboat/initramfs"
+	"github.com/lifeboat/lifeboat/iso"
 )
 
 func main() {
@@ -30,6 +33,8 @@ func run(ctx context.Context, stdout, stderr io.Writer, args []string) int {
 	out := fl.String("out", "out", "output `DIR`; the netboot pair goes to DIR/netboot")
 	version := fl.String("version", "dev", "version stamped into the lifeboat binary")
 	modRoot := fl.String("modules-root", "/", "`DIR` holding lib/modules/<kernel version>")
+	noISO := fl.Bool("no-iso", false, "build only the netboot files, not DIR/lifeboat.iso")
+	appendLine := fl.String("append", iso.DefaultAppend, "kernel command `LINE` of the ISO's and the netboot configs' default entry")
 	if err := fl.Parse(args); err != nil {
 		if err == flag.ErrHelp {
 			return 0
@@ -54,5 +59,28 @@ func run(ctx context.Context, stdout, stderr io.Writer, args []string) int {
 		fmt.Fprintf(stderr, "lifeboat-build: %v\n", err)
 		return 1
 	}
+	netDir := filepath.Join(*out, "netboot")
+	ipxe, grubCfg, err := iso.WriteNetboot(netDir, *appendLine)
+	if err != nil {
+		fmt.Fprintf(stderr, "lifeboat-build: %v\n", err)
+		return 1
+	}
+	fmt.Fprintf(stdout, "netboot    %s (iPXE), %s (GRUB), next to vmlinuz and initramfs.img\n", ipxe, grubCfg)
+	if *noISO {
+		return 0
+	}
+	irep, err := iso.Build(ctx, iso.Config{
+		Kernel:    rep.KernelOut,
+		Initramfs: rep.InitramfsOut,
+		Out:       filepath.Join(*out, "lifeboat.iso"),
+		Version:   *version,
+		Append:    *appendLine,
+		Log:       stderr,
+	})
+	if err != nil {
+		fmt.Fprintf(stderr, "lifeboat-build: %v\n", err)
+		return 1
+	}
+	irep.WriteText(stdout)
 	return 0
 }

@@ -1,0 +1,49 @@
+package iso
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+)
+
+// NetbootFiles are the names WriteNetboot writes next to vmlinuz and
+// initramfs.img.
+const (
+	IPXEScript = "lifeboat.ipxe"
+	GrubNetCfg = "grub.cfg"
+)
+
+// WriteNetboot writes the iPXE script and the GRUB netboot config into dir,
+// the directory holding vmlinuz and initramfs.img, and returns their paths.
+// Both name the pair relative to themselves, so dir can be served as it is
+// by TFTP or HTTP under any path. appendLine empty means DefaultAppend.
+func WriteNetboot(dir, appendLine string) (ipxe, grubCfg string, err error) {
+	if appendLine == "" {
+		appendLine = DefaultAppend
+	}
+	if err := checkAppend(appendLine); err != nil {
+		return "", "", err
+	}
+	// iPXE resolves relative names against the script's own URI. The
+	// initrd= argument names the image for the kernel's EFI stub, which
+	// loads it itself when iPXE boots the kernel under UEFI.
+	script := fmt.Sprintf("#!ipxe\necho Lifeboat: loading the kernel and the initramfs\nkernel vmlinuz initrd=initramfs.img %s\ninitrd initramfs.img\nboot\n", appendLine)
+	// GRUB (grubnetx64.efi or pxelinux-style i386-pc-pxe) sets
+	// $config_directory to where it read this file from.
+	cfg := fmt.Sprintf(`set default=0
+set timeout=3
+menuentry 'Lifeboat (netboot)' {
+  echo 'Loading Lifeboat...'
+  linux $config_directory/vmlinuz %s
+  initrd $config_directory/initramfs.img
+}
+`, appendLine)
+	ipxe = filepath.Join(dir, IPXEScript)
+	grubCfg = filepath.Join(dir, GrubNetCfg)
+	for p, text := range map[string]string{ipxe: script, grubCfg: cfg} {
+		if err := os.WriteFile(p, []byte(text), 0o644); err != nil {
+			return "", "", fmt.Errorf("write netboot config %s: %w", p, err)
+		}
+	}
+	return ipxe, grubCfg, nil
+}
