@@ -45,6 +45,11 @@ func run(ctx context.Context, stdout, stderr io.Writer, args []string) int {
 		fmt.Fprintf(stderr, "lifeboat-build: unexpected argument %q\n", fl.Arg(0))
 		return 2
 	}
+	// The busybox build runs in other directories: a relative output
+	// directory would point elsewhere there.
+	if abs, err := filepath.Abs(*out); err == nil {
+		*out = abs
+	}
 	rep, err := initramfs.Build(ctx, initramfs.Config{
 		Kernel:      *kernel,
 		ModulesRoot: *modRoot,
