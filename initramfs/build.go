@@ -25,13 +25,17 @@ import (
 var DefaultModules = []string{
 	// storage
 	"virtio_blk", "virtio_pci", "virtio_scsi", "nvme", "ahci", "vmd", "sd_mod", "sr_mod",
-	"usb_storage", "uas", "xhci_pci", "ehci_pci", "mmc_block", "sdhci_pci",
+	"usb_storage", "uas", "xhci_pci", "ehci_pci", "mmc_block", "sdhci_pci", "sdhci_acpi",
 	// file systems
 	"ext4", "vfat", "exfat", "xfs", "btrfs", "fuse", "isofs", "nls_cp437", "nls_iso8859_1", "nls_utf8",
 	// block helpers
 	"loop", "nbd",
 	// network
 	"virtio_net", "e1000", "e1000e", "igb", "r8169",
+	// common USB network adapters
+	"r8152", "asix", "ax88179_178a", "cdc_ether",
+	// network file systems for repositories on shares
+	"cifs", "nfs", "nfsv3", "nfsv4",
 	// firmware and entropy
 	"efivarfs", "virtio_rng",
 	// keyboards for the console
