@@ -58,10 +58,7 @@ func runClone(ctx context.Context, env *cmdEnv, args []string) error {
 	}
 	// With JSON progress on stdout, words go to stderr so that stdout
 	// stays one JSON object a line.
-	words := env.stdout
-	if *prog == "json" {
-		words = env.stderr
-	}
+	words := wordsFor(env, *prog)
 	log, closeLog, err := openLog(*logPath, words)
 	if err != nil {
 		return err

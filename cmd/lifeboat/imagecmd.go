@@ -120,10 +120,7 @@ func runBackup(ctx context.Context, env *cmdEnv, args []string) error {
 		return err
 	}
 	defer closeRepo(r)
-	words := env.stdout
-	if *prog == "json" {
-		words = env.stderr
-	}
+	words := wordsFor(env, *prog)
 	fmt.Fprintf(words, "Backing up %s into %s\n", src.Describe(), *rf.location)
 	counters := &progress.Counters{}
 	stop := startProgress(env, *prog, counters)
@@ -268,10 +265,7 @@ func runRestore(ctx context.Context, env *cmdEnv, args []string) error {
 		return err
 	}
 	defer plan.Close()
-	words := env.stdout
-	if *prog == "json" {
-		words = env.stderr
-	}
+	words := wordsFor(env, *prog)
 	res, err := confirmAndRun(ctx, env, plan, words, *yes, *prog)
 	if err != nil {
 		return err

@@ -54,10 +54,7 @@ func runVerify(ctx context.Context, env *cmdEnv, args []string) error {
 	if err != nil {
 		return err
 	}
-	words := env.stdout
-	if *prog == "json" {
-		words = env.stderr
-	}
+	words := wordsFor(env, *prog)
 	what := "structure"
 	if *readData {
 		what = "structure and every chunk's content"

@@ -55,3 +55,12 @@ func confirmAndRun(ctx context.Context, env *cmdEnv, plan *clone.Plan, words io.
 	}
 	return res, nil
 }
+
+// wordsFor returns where plans and results go: stdout, or stderr when
+// stdout carries JSON progress lines.
+func wordsFor(env *cmdEnv, prog string) io.Writer {
+	if prog == "json" {
+		return env.stderr
+	}
+	return env.stdout
+}

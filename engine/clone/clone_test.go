@@ -9,7 +9,6 @@ import (
 	"testing"
 
 	"github.com/lifeboat/lifeboat/engine/blockdev"
-	"github.com/lifeboat/lifeboat/engine/disks"
 	"github.com/lifeboat/lifeboat/engine/progress"
 	"github.com/lifeboat/lifeboat/engine/ptable"
 	"github.com/lifeboat/lifeboat/internal/testdisk"
@@ -17,15 +16,6 @@ import (
 )
 
 const MiB = 1 << 20
-
-func inspect(t *testing.T, path string) *disks.Disk {
-	t.Helper()
-	d, err := disks.Inspect(context.Background(), path, disks.Options{})
-	if err != nil {
-		t.Fatalf("inspect %s: %v", path, err)
-	}
-	return d
-}
 
 func cloneFiles(t *testing.T, opt Options) (*Result, *Plan) {
 	t.Helper()
@@ -87,7 +77,7 @@ func TestCloneGPTStandard(t *testing.T) {
 	for _, layout := range []ptable.Layout{ptable.LayoutGrowLast, ptable.LayoutProportional, ptable.LayoutKeep} {
 		t.Run(string(layout), func(t *testing.T) {
 			target := testdisk.EmptyFile(t, filepath.Join(t.TempDir(), "target.img"), 512*MiB)
-			res, _ := cloneFiles(t, Options{Source: inspect(t, fx.Path), Target: inspect(t, target), Layout: layout, Verify: true})
+			res, _ := cloneFiles(t, Options{Source: testdisk.Inspect(t, fx.Path), Target: testdisk.Inspect(t, target), Layout: layout, Verify: true})
 			if !res.Verified {
 				t.Error("not verified")
 			}
@@ -141,7 +131,7 @@ func TestCloneMBRStandard(t *testing.T) {
 	fx := testdisk.MBRStandard(t, dir)
 	srcSum := testdisk.SHA256(t, fx.Path)
 	target := testdisk.EmptyFile(t, filepath.Join(dir, "target.img"), 400*MiB)
-	res, _ := cloneFiles(t, Options{Source: inspect(t, fx.Path), Target: inspect(t, target), Verify: true})
+	res, _ := cloneFiles(t, Options{Source: testdisk.Inspect(t, fx.Path), Target: testdisk.Inspect(t, target), Verify: true})
 	if !res.Verified {
 		t.Error("not verified")
 	}
@@ -195,7 +185,7 @@ func TestCloneStandardThroughLoops(t *testing.T) {
 			sum := testdisk.SHA256(t, fx.Path)
 			target := testdisk.EmptyFile(t, filepath.Join(dir, "target.img"), c.size)
 			src, dst := losetup(t, fx.Path, 0, 0), losetup(t, target, 0, 0)
-			res, _ := cloneFiles(t, Options{Source: inspect(t, src), Target: inspect(t, dst), Verify: true})
+			res, _ := cloneFiles(t, Options{Source: testdisk.Inspect(t, src), Target: testdisk.Inspect(t, dst), Verify: true})
 			if !res.Verified {
 				t.Error("not verified")
 			}

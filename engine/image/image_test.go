@@ -13,7 +13,6 @@ import (
 
 	"github.com/lifeboat/lifeboat/engine/blockdev"
 	"github.com/lifeboat/lifeboat/engine/clone"
-	"github.com/lifeboat/lifeboat/engine/disks"
 	"github.com/lifeboat/lifeboat/engine/progress"
 	"github.com/lifeboat/lifeboat/engine/ptable"
 	"github.com/lifeboat/lifeboat/engine/repo"
@@ -23,15 +22,6 @@ import (
 )
 
 const MiB = 1 << 20
-
-func inspect(t *testing.T, path string) *disks.Disk {
-	t.Helper()
-	d, err := disks.Inspect(context.Background(), path, disks.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return d
-}
 
 func newRepo(t *testing.T, dir string, password []byte) *repo.Repo {
 	t.Helper()
@@ -57,7 +47,7 @@ func openRepo(t *testing.T, dir string, password []byte) (*repo.Repo, error) {
 
 func backup(t *testing.T, r *repo.Repo, repoDir, src string, part int) *BackupResult {
 	t.Helper()
-	res, err := Backup(context.Background(), BackupOptions{Source: inspect(t, src), Repo: r, RepoPath: repoDir, Partition: part, Tags: []string{"test"}}, &progress.Counters{})
+	res, err := Backup(context.Background(), BackupOptions{Source: testdisk.Inspect(t, src), Repo: r, RepoPath: repoDir, Partition: part, Tags: []string{"test"}}, &progress.Counters{})
 	if err != nil {
 		t.Fatalf("backup: %v", err)
 	}
@@ -66,7 +56,7 @@ func backup(t *testing.T, r *repo.Repo, repoDir, src string, part int) *BackupRe
 
 func restore(t *testing.T, r *repo.Repo, snap *repo.Snapshot, target string, opt RestoreOptions) *clone.Result {
 	t.Helper()
-	opt.Repo, opt.Snapshot, opt.Target = r, snap, inspect(t, target)
+	opt.Repo, opt.Snapshot, opt.Target = r, snap, testdisk.Inspect(t, target)
 	plan, _, err := PlanRestore(context.Background(), opt)
 	if err != nil {
 		t.Fatalf("plan restore: %v", err)
@@ -313,7 +303,7 @@ func TestBackupRefusesRepositoryOnSource(t *testing.T) {
 	repoDir := filepath.Join(mnt, "repo")
 	r := newRepo(t, repoDir, nil)
 	defer func() { r.Close(); r.Backend().Close() }()
-	_, err := Backup(context.Background(), BackupOptions{Source: inspect(t, fx.Path), Repo: r, RepoPath: repoDir}, nil)
+	_, err := Backup(context.Background(), BackupOptions{Source: testdisk.Inspect(t, fx.Path), Repo: r, RepoPath: repoDir}, nil)
 	var ref *clone.RefusedError
 	if !errors.As(err, &ref) {
 		t.Fatalf("repository on the source disk: got %v", err)
@@ -393,7 +383,7 @@ func TestPartitionBackupAndRestore(t *testing.T) {
 		})
 	}
 	// A partition snapshot holds nothing else.
-	_, _, err := PlanRestore(context.Background(), RestoreOptions{Repo: r, Snapshot: partSnap.Snapshot, Target: inspect(t, tgt.Path), Partition: 2, ToPartition: 2})
+	_, _, err := PlanRestore(context.Background(), RestoreOptions{Repo: r, Snapshot: partSnap.Snapshot, Target: testdisk.Inspect(t, tgt.Path), Partition: 2, ToPartition: 2})
 	if err == nil || !strings.Contains(err.Error(), "holds only partition 1") {
 		t.Errorf("restoring partition 2 of a partition-1 snapshot: %v", err)
 	}

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/lifeboat/lifeboat/engine/blockdev"
+	"github.com/lifeboat/lifeboat/engine/disks"
 	"github.com/lifeboat/lifeboat/engine/ptable"
 	"github.com/lifeboat/lifeboat/internal/testenv"
 )
@@ -99,4 +100,14 @@ func CheckCopy(t testing.TB, fx *Fixture, target string) *ptable.Table {
 		}
 	}
 	return tbl
+}
+
+// Inspect describes a disk or image file as the commands see it.
+func Inspect(t testing.TB, path string) *disks.Disk {
+	t.Helper()
+	d, err := disks.Inspect(context.Background(), path, disks.Options{})
+	if err != nil {
+		t.Fatalf("inspect %s: %v", path, err)
+	}
+	return d
 }
