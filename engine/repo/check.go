@@ -528,6 +528,9 @@ func (c *checker) checkPack(ctx context.Context, id PackID, size int64, want []p
 	if err := c.checkHeader(b, want); err != nil {
 		res.problems = append(res.problems, fmt.Sprintf("pack %s header: %v", name, err))
 	}
+	frameAt := int64(-1)
+	var frame []byte
+	var frameErr error
 	for _, e := range want {
 		if !c.locatedIn(e, id) {
 			continue
@@ -537,8 +540,17 @@ func (c *checker) checkPack(ctx context.Context, id PackID, size int64, want []p
 			res.bad[e.ID] = badBlob{pack: name, reason: fmt.Sprintf("blob ends at %d, past the pack's %d bytes", end, len(b))}
 			continue
 		}
-		loc := blobLoc{kind: e.Kind, flags: e.Flags, offset: e.Offset, stored: e.Stored, raw: e.Raw}
-		data, err := c.r.decodeBlob(b[e.Offset:end], loc)
+		loc := locOf(e, 0)
+		if frameAt != int64(e.Offset) {
+			// Each frame is decoded once, however many blobs it holds.
+			frameAt = int64(e.Offset)
+			frame, frameErr = c.r.decodeFrame(b[e.Offset:end], loc)
+		}
+		var data []byte
+		err := frameErr
+		if err == nil {
+			data, err = member(frame, loc)
+		}
 		if err == nil && c.r.Hash(data) != e.ID {
 			err = errors.New("content does not match its id")
 		}

@@ -63,7 +63,7 @@ func (f *fixture) add(t *testing.T, when time.Time, host string, tags []string, 
 	if ps == 0 {
 		ps = 24 << 10
 	}
-	w := f.r.NewWriter(WriterOptions{PackSize: ps})
+	w := f.r.NewWriter(WriterOptions{PackSize: ps, GroupSize: -1})
 	s := &Snapshot{Time: when, Host: host, Tags: tags}
 	names := make([]string, 0, len(streams))
 	for n := range streams {

@@ -126,6 +126,9 @@ func parseIndex(b []byte) (*indexFile, error) {
 			}
 			p.Entries[j] = e
 		}
+		if err := linkFrames(p.Entries); err != nil {
+			return nil, fmt.Errorf("index: pack %v: %w", p.ID, err)
+		}
 	}
 	if len(rest) != 0 {
 		return nil, fmt.Errorf("index: %d trailing bytes", len(rest))
@@ -133,14 +136,22 @@ func parseIndex(b []byte) (*indexFile, error) {
 	return f, nil
 }
 
-// blobLoc is where a blob lives.
+// blobLoc is where a blob lives: its frame in a pack and its place in the
+// decoded frame.
 type blobLoc struct {
-	pack   int32 // into memIndex.packs
-	kind   BlobKind
-	flags  uint8
-	offset uint32
-	stored uint32
-	raw    uint32
+	pack     int32 // into memIndex.packs
+	kind     BlobKind
+	flags    uint8
+	offset   uint32
+	stored   uint32
+	raw      uint32
+	rawOff   uint32
+	frameRaw uint32
+}
+
+// locOf is the location an entry gives, in pack pi.
+func locOf(e packEntry, pi int32) blobLoc {
+	return blobLoc{pack: pi, kind: e.Kind, flags: e.Flags, offset: e.Offset, stored: e.Stored, raw: e.Raw, rawOff: e.RawOff, frameRaw: e.frameRaw}
 }
 
 // memIndex is the in-memory union of all index files.
@@ -173,7 +184,7 @@ func (m *memIndex) add(packs []packInfo) {
 			if _, dup := m.blobs[e.ID]; dup {
 				continue
 			}
-			m.blobs[e.ID] = blobLoc{pack: pi, kind: e.Kind, flags: e.Flags, offset: e.Offset, stored: e.Stored, raw: e.Raw}
+			m.blobs[e.ID] = locOf(e, pi)
 		}
 	}
 }

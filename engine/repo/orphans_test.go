@@ -17,7 +17,7 @@ func TestIndexOrphanPacks(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		w := r.NewWriter(WriterOptions{PackSize: 100 << 10})
+		w := r.NewWriter(WriterOptions{PackSize: 100 << 10, GroupSize: -1})
 		data := testData(77, 1<<20)
 		backupStream(ctx, t, r, w, "d", data, 64<<10)
 		w.wg.Wait() // the uploads finish, then the process dies before Flush

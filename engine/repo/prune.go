@@ -320,9 +320,9 @@ func planPacks(candidates []packInfo, used map[ChunkID]bool, threshold float64) 
 	for i, p := range candidates {
 		pl := &packPlan{info: p}
 		for _, e := range p.Entries {
-			pl.allBytes += int64(e.Stored)
+			pl.allBytes += storedShare(e)
 			if used[e.ID] {
-				pl.usedBytes += int64(e.Stored)
+				pl.usedBytes += storedShare(e)
 			}
 		}
 		plans[i] = pl
@@ -347,7 +347,7 @@ func planPacks(candidates []packInfo, used map[ChunkID]bool, threshold float64) 
 			if used[e.ID] && !claimed[e.ID] {
 				claimed[e.ID] = true
 				pl.used = append(pl.used, e)
-				pl.usedBytes += int64(e.Stored)
+				pl.usedBytes += storedShare(e)
 			}
 		}
 		switch {
@@ -377,29 +377,12 @@ func (r *Repo) repack(ctx context.Context, plans []*packPlan, progress func(stri
 	for _, p := range plans {
 		name := packName(p.info.ID)
 		b, err := r.be.Load(ctx, name, 0, -1)
+		if err == nil {
+			err = r.repackOne(ctx, w, name, b, p)
+		}
 		if err != nil {
 			_, _ = w.uploadAll(ctx) // stopping anyway: wait for the uploads in flight
 			return nil, fmt.Errorf("repack %s: %w", name, err)
-		}
-		for _, e := range p.used {
-			end := int64(e.Offset) + int64(e.Stored)
-			if end > int64(len(b)) {
-				_, _ = w.uploadAll(ctx)
-				return nil, fmt.Errorf("repack %s: %w: blob %v ends at %d, past the pack's %d bytes", name, ErrDamaged, e.ID, end, len(b))
-			}
-			stored := b[e.Offset:end]
-			data, err := r.decodeBlob(stored, blobLoc{kind: e.Kind, flags: e.Flags, offset: e.Offset, stored: e.Stored, raw: e.Raw})
-			if err == nil && r.Hash(data) != e.ID {
-				err = errors.New("content does not match its id")
-			}
-			if err != nil {
-				_, _ = w.uploadAll(ctx)
-				return nil, fmt.Errorf("repack %s: blob %v: %w: %w (run check --read-data)", name, e.ID, ErrDamaged, err)
-			}
-			if err := w.copyStored(ctx, e, stored); err != nil {
-				_, _ = w.uploadAll(ctx)
-				return nil, fmt.Errorf("repack %s: %w", name, err)
-			}
 		}
 		done += p.info.Size
 		progress("repack", done, total)
@@ -409,6 +392,78 @@ func (r *Repo) repack(ctx context.Context, plans []*packPlan, progress func(stri
 		return nil, fmt.Errorf("repack: %w", err)
 	}
 	return packs, nil
+}
+
+// repackOne copies the needed blobs of one pack, whose bytes are b, into w
+// after checking each. A frame whose blobs are all needed is copied as
+// stored (still sealed and compressed); the needed blobs of a group frame
+// that also holds unneeded ones are stored anew, so the unneeded ones free
+// their space.
+func (r *Repo) repackOne(ctx context.Context, w *Writer, name string, b []byte, p *packPlan) error {
+	used := map[ChunkID]bool{}
+	for _, e := range p.used {
+		used[e.ID] = true
+	}
+	entries := p.info.Entries
+	for i := 0; i < len(entries); {
+		j := i + 1
+		for j < len(entries) && entries[j].Flags&flagGroup != 0 && entries[i].Flags&flagGroup != 0 && entries[j].Offset == entries[i].Offset {
+			j++
+		}
+		frame := entries[i:j]
+		i = j
+		var need []packEntry
+		for _, e := range frame {
+			if used[e.ID] {
+				need = append(need, e)
+			}
+		}
+		if len(need) == 0 {
+			continue
+		}
+		e0 := frame[0]
+		end := int64(e0.Offset) + int64(e0.Stored)
+		if end > int64(len(b)) {
+			return fmt.Errorf("%w: blob %v ends at %d, past the pack's %d bytes", ErrDamaged, e0.ID, end, len(b))
+		}
+		stored := b[e0.Offset:end]
+		raw, err := r.decodeFrame(stored, locOf(e0, 0))
+		if err != nil {
+			return fmt.Errorf("blob %v: %w: %w (run check --read-data)", e0.ID, ErrDamaged, err)
+		}
+		blobs := make([][]byte, len(need))
+		for k, e := range need {
+			data, err := member(raw, locOf(e, 0))
+			if err == nil && r.Hash(data) != e.ID {
+				err = errors.New("content does not match its id")
+			}
+			if err != nil {
+				return fmt.Errorf("blob %v: %w: %w (run check --read-data)", e.ID, ErrDamaged, err)
+			}
+			blobs[k] = data
+		}
+		if len(need) == len(frame) {
+			if err := w.copyFrame(ctx, frame, stored); err != nil {
+				return err
+			}
+			continue
+		}
+		for k, e := range need {
+			if _, err := w.saveBlob(ctx, e.Kind, e.ID, blobs[k], true); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// storedShare is the part of its frame's stored bytes a blob accounts for:
+// all of it for a frame of its own, a share by raw length in a group.
+func storedShare(e packEntry) int64 {
+	if e.frameRaw == 0 || e.Flags&flagGroup == 0 {
+		return int64(e.Stored)
+	}
+	return int64(e.Stored) * int64(e.Raw) / int64(e.frameRaw)
 }
 
 // replace swaps in the index of exactly packs, for a Repo whose index prune

@@ -53,7 +53,7 @@ func ids(snaps []*Snapshot) []string {
 // Flush does.
 func (f *fixture) crashedBackup(t *testing.T) {
 	t.Helper()
-	w := f.r.NewWriter(WriterOptions{PackSize: 16 << 10})
+	w := f.r.NewWriter(WriterOptions{PackSize: 16 << 10, GroupSize: -1})
 	backupStream(context.Background(), t, f.r, w, "lost", randBytes(999, 48<<10), fixChunk)
 	w.wg.Wait()
 	if w.Stats().Packs == 0 {

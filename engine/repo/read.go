@@ -20,28 +20,75 @@ func (r *Repo) loadBlob(ctx context.Context, id ChunkID) ([]byte, error) {
 }
 
 // loadBlobFrom loads a blob located by idx, which check and prune read
-// afresh from storage rather than trusting the index loaded at Open.
+// afresh from storage rather than trusting the index loaded at Open. A blob
+// in a group frame comes from the repository's frame cache, so the chunks
+// of one group read one after the other (or by parallel workers) load and
+// decode their frame once.
 func (r *Repo) loadBlobFrom(ctx context.Context, idx *memIndex, id ChunkID) ([]byte, error) {
 	loc, pack, ok := idx.lookup(id)
 	if !ok {
 		return nil, fmt.Errorf("load chunk %v: %w", id, ErrNotFound)
 	}
 	name := packName(pack)
-	b, err := r.be.Load(ctx, name, int64(loc.offset), int64(loc.stored))
-	if err != nil {
-		return nil, fmt.Errorf("load chunk %v from pack %s: %w", id, name, err)
+	var frame []byte
+	var err error
+	if loc.flags&flagGroup != 0 {
+		frame, err = r.frames.get(frameKey{pack: pack, offset: loc.offset}, func() ([]byte, error) {
+			return r.loadFrame(ctx, name, loc)
+		})
+	} else {
+		frame, err = r.loadFrame(ctx, name, loc)
 	}
-	data, err := r.decodeBlob(b, loc)
+	if err != nil {
+		return nil, fmt.Errorf("load chunk %v: %w", id, err)
+	}
+	data, err := member(frame, loc)
 	if err == nil && r.Hash(data) != id {
 		err = fmt.Errorf("content does not match its id")
 	}
 	if err != nil {
 		return nil, fmt.Errorf("load chunk %v from pack %s at offset %d: %w: %w", id, name, loc.offset, ErrDamaged, err)
 	}
+	if loc.flags&flagGroup != 0 {
+		// The frame is shared through the cache: the caller gets its own.
+		data = append([]byte(nil), data...)
+	}
 	return data, nil
 }
 
+// loadFrame loads and decodes the frame holding loc's blob.
+func (r *Repo) loadFrame(ctx context.Context, name string, loc blobLoc) ([]byte, error) {
+	b, err := r.be.Load(ctx, name, int64(loc.offset), int64(loc.stored))
+	if err != nil {
+		return nil, fmt.Errorf("load frame at offset %d of pack %s: %w", loc.offset, name, err)
+	}
+	frame, err := r.decodeFrame(b, loc)
+	if err != nil {
+		return nil, fmt.Errorf("load frame at offset %d of pack %s: %w: %w", loc.offset, name, ErrDamaged, err)
+	}
+	return frame, nil
+}
+
+// decodeBlob decodes the stored frame b and returns loc's blob in it.
 func (r *Repo) decodeBlob(b []byte, loc blobLoc) ([]byte, error) {
+	frame, err := r.decodeFrame(b, loc)
+	if err != nil {
+		return nil, err
+	}
+	return member(frame, loc)
+}
+
+// member returns loc's blob within its decoded frame.
+func member(frame []byte, loc blobLoc) ([]byte, error) {
+	end := int64(loc.rawOff) + int64(loc.raw)
+	if end > int64(len(frame)) {
+		return nil, fmt.Errorf("blob at [%d,+%d) of a %d-byte frame", loc.rawOff, loc.raw, len(frame))
+	}
+	return frame[loc.rawOff:end:end], nil
+}
+
+// decodeFrame opens and decompresses a stored frame and checks its length.
+func (r *Repo) decodeFrame(b []byte, loc blobLoc) ([]byte, error) {
 	plain := b
 	if r.seal.aead != nil {
 		p, err := r.seal.open(b)
@@ -51,21 +98,78 @@ func (r *Repo) decodeBlob(b []byte, loc blobLoc) ([]byte, error) {
 		plain = p
 	}
 	if loc.flags&flagZstd == 0 {
-		if len(plain) != int(loc.raw) {
-			return nil, fmt.Errorf("stored %d bytes, index says %d", len(plain), loc.raw)
+		if len(plain) != int(loc.frameRaw) {
+			return nil, fmt.Errorf("stored %d bytes, index says %d", len(plain), loc.frameRaw)
 		}
 		return plain, nil
 	}
 	// The decoder is bounded by WithDecoderMaxMemory; the frame's declared
 	// size is checked again below.
-	out, err := r.dec.DecodeAll(plain, make([]byte, 0, loc.raw))
+	out, err := r.dec.DecodeAll(plain, make([]byte, 0, loc.frameRaw))
 	if err != nil {
 		return nil, fmt.Errorf("decompress: %w", err)
 	}
-	if len(out) != int(loc.raw) {
-		return nil, fmt.Errorf("decompressed to %d bytes, index says %d", len(out), loc.raw)
+	if len(out) != int(loc.frameRaw) {
+		return nil, fmt.Errorf("decompressed to %d bytes, index says %d", len(out), loc.frameRaw)
 	}
 	return out, nil
+}
+
+// frameKey names a frame: its pack and offset.
+type frameKey struct {
+	pack   PackID
+	offset uint32
+}
+
+// frameCache keeps the most recently decoded group frames and lets
+// concurrent readers of one frame share a single load.
+type frameCache struct {
+	mu       sync.Mutex
+	cache    *lru[frameKey, []byte]
+	inflight map[frameKey]*frameCall
+}
+
+type frameCall struct {
+	done  chan struct{}
+	frame []byte
+	err   error
+}
+
+// cachedFrames is how many decoded group frames a repository keeps: enough
+// for the parallel readers of a restore to find the frame the group's other
+// chunks were read from (4 MiB each by default).
+const cachedFrames = 6
+
+func newFrameCache() *frameCache {
+	return &frameCache{cache: newLRU[frameKey, []byte](cachedFrames), inflight: map[frameKey]*frameCall{}}
+}
+
+// get returns the frame for k from the cache, from a load in flight, or by
+// calling load. Failures are not cached.
+func (c *frameCache) get(k frameKey, load func() ([]byte, error)) ([]byte, error) {
+	c.mu.Lock()
+	if f, ok := c.cache.get(k); ok {
+		c.mu.Unlock()
+		return f, nil
+	}
+	if call, ok := c.inflight[k]; ok {
+		c.mu.Unlock()
+		<-call.done
+		return call.frame, call.err
+	}
+	call := &frameCall{done: make(chan struct{})}
+	c.inflight[k] = call
+	c.mu.Unlock()
+
+	call.frame, call.err = load()
+	c.mu.Lock()
+	delete(c.inflight, k)
+	if call.err == nil {
+		c.cache.put(k, call.frame)
+	}
+	c.mu.Unlock()
+	close(call.done)
+	return call.frame, call.err
 }
 
 // LoadList loads a whole chunk list.

@@ -27,7 +27,7 @@ import (
 )
 
 // Version is the repository format version this package writes and reads.
-const Version = 1
+const Version = 2
 
 // DefaultChunkSize is the chunk size Init picks when none is given; see the
 // measurement in docs/FORMAT.md.
@@ -79,6 +79,8 @@ type Repo struct {
 	hash hasher
 	idx  *memIndex
 	dec  *zstd.Decoder
+	// frames caches decoded group frames for readers.
+	frames *frameCache
 
 	// idxFiles names the index files idx was loaded from (sorted, joined),
 	// so Lock can tell whether another process changed the index since.
@@ -289,7 +291,7 @@ func newRepo(be netshare.Backend, cfg Config, master, idKey []byte) (*Repo, erro
 		return nil, fmt.Errorf("create zstd decoder: %w", err)
 	}
 	return &Repo{
-		be: be, cfg: cfg, seal: s, hash: h, idx: newMemIndex(), dec: dec,
+		be: be, cfg: cfg, seal: s, hash: h, idx: newMemIndex(), dec: dec, frames: newFrameCache(),
 		encs:      map[Compression]*zstd.Encoder{},
 		lockStale: 30 * time.Minute, lockRefresh: 5 * time.Minute, now: time.Now,
 	}, nil

@@ -141,7 +141,7 @@ func TestRoundTrip(t *testing.T) {
 			}
 			data := testData(1, 3<<20+12345)
 			copy(data[1<<20:], make([]byte, 256<<10)) // whole zero chunks
-			w := r.NewWriter(WriterOptions{PackSize: 256 << 10, Compression: CompressBetter})
+			w := r.NewWriter(WriterOptions{PackSize: 256 << 10, Compression: CompressBetter, GroupSize: -1})
 			s := backupStream(ctx, t, r, w, "disk", data, 64<<10)
 			st, err := w.Flush(ctx)
 			if err != nil {
@@ -243,7 +243,7 @@ func TestDedup(t *testing.T) {
 	}
 	chunk := testData(2, 100<<10)
 	id := r.Hash(chunk)
-	w := r.NewWriter(WriterOptions{})
+	w := r.NewWriter(WriterOptions{GroupSize: -1})
 	n1, err := w.SaveChunk(ctx, id, chunk)
 	if err != nil || n1 == 0 {
 		t.Fatalf("first save: %d, %v", n1, err)
@@ -288,7 +288,7 @@ func TestDedup(t *testing.T) {
 	}
 
 	// Concurrent saves of the same content store it once.
-	w3 := r2.NewWriter(WriterOptions{})
+	w3 := r2.NewWriter(WriterOptions{GroupSize: -1})
 	fresh := testData(4, 64<<10)
 	fid := r2.Hash(fresh)
 	var wg sync.WaitGroup
@@ -416,15 +416,19 @@ func onePack(t *testing.T, dir string) string {
 }
 
 func TestFlippedByteNamesChunkAndPack(t *testing.T) {
-	for _, pw := range [][]byte{nil, []byte("pw")} {
-		t.Run(fmt.Sprintf("encrypted=%v", pw != nil), func(t *testing.T) {
+	for _, tc := range []struct {
+		pw    []byte
+		group int
+	}{{nil, -1}, {[]byte("pw"), -1}, {nil, 0}, {[]byte("pw"), 0}} {
+		pw := tc.pw
+		t.Run(fmt.Sprintf("encrypted=%v,group=%d", pw != nil, tc.group), func(t *testing.T) {
 			ctx := context.Background()
 			be, dir := newBackend(t)
 			r, err := Init(ctx, be, InitOptions{Password: pw})
 			if err != nil {
 				t.Fatal(err)
 			}
-			w := r.NewWriter(WriterOptions{})
+			w := r.NewWriter(WriterOptions{GroupSize: tc.group})
 			var ids []ChunkID
 			for i := range 4 {
 				c := testData(uint64(10+i), 64<<10)
@@ -456,8 +460,14 @@ func TestFlippedByteNamesChunkAndPack(t *testing.T) {
 				t.Fatalf("damaged chunk: %v (want ErrDamaged naming chunk %v and pack %v)", err, ids[2], pack)
 			}
 			for _, i := range []int{0, 1, 3} {
-				if _, err := r2.LoadChunk(ctx, ids[i]); err != nil {
+				_, err := r2.LoadChunk(ctx, ids[i])
+				if tc.group < 0 && err != nil {
 					t.Fatalf("undamaged chunk %d: %v", i, err)
+				}
+				// Grouped, the four chunks share one frame: each is
+				// reported damaged, by its own id.
+				if tc.group >= 0 && (!errors.Is(err, ErrDamaged) || !strings.Contains(err.Error(), ids[i].String())) {
+					t.Fatalf("chunk %d in the damaged frame: %v", i, err)
 				}
 			}
 		})
@@ -685,7 +695,7 @@ func TestUploadFailureSurfaces(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w := r.NewWriter(WriterOptions{PackSize: 128 << 10, Concurrency: 1})
+	w := r.NewWriter(WriterOptions{PackSize: 128 << 10, Concurrency: 1, GroupSize: -1})
 	var saveErr error
 	for i := 0; i < 40 && saveErr == nil; i++ {
 		c := testData(uint64(100+i), 64<<10)

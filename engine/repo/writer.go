@@ -28,9 +28,21 @@ const (
 // MiB, so a network share or S3 sees few requests.
 const DefaultPackSize = 32 << 20
 
+// DefaultGroupSize is how many bytes of new data chunks a writer compresses
+// together as one frame. Chunks stay the unit of deduplication and of the
+// index; compressing 4 MiB at a time finds the matches that lie across 1 MiB
+// chunk borders (measured on an ext4 image of /usr/lib: 4.6% smaller than
+// chunks compressed alone, see docs/FORMAT.md), while reading one chunk
+// still decodes only its 4 MiB frame.
+const DefaultGroupSize = 4 << 20
+
 // WriterOptions configure a Writer.
 type WriterOptions struct {
 	Compression Compression
+	// GroupSize is the raw size at which a group of new data chunks is
+	// compressed as one frame; 0 picks DefaultGroupSize, a negative value
+	// stores each chunk in a frame of its own.
+	GroupSize int
 	// PackSize is the size at which a pack is uploaded; 0 picks
 	// DefaultPackSize.
 	PackSize int
@@ -61,8 +73,13 @@ type Writer struct {
 	sem      chan struct{}
 	wg       sync.WaitGroup
 
+	groupSize int
+	groupBufs sync.Pool
+
 	mu      sync.Mutex
 	seen    map[ChunkID]bool // blobs given to this writer since the last Flush
+	group   []byte           // data chunks waiting to be compressed together
+	members []packEntry      // their entries
 	cur     *bytes.Buffer
 	entries []packEntry
 	done    []packInfo // uploaded, not yet in an index
@@ -83,7 +100,20 @@ func (r *Repo) NewWriter(opt WriterOptions) *Writer {
 	if c <= 0 {
 		c = 2
 	}
-	return &Writer{r: r, enc: r.encoder(opt.Compression), packSize: ps, sem: make(chan struct{}, c), seen: map[ChunkID]bool{}}
+	gs := opt.GroupSize
+	switch {
+	case gs == 0:
+		gs = DefaultGroupSize
+	case gs < 0:
+		gs = 0
+	case gs > MaxBlobSize/2:
+		// A group closes once it reaches gs bytes, so with one more chunk
+		// of under gs it stays within MaxBlobSize.
+		gs = MaxBlobSize / 2
+	}
+	w := &Writer{r: r, enc: r.encoder(opt.Compression), packSize: ps, sem: make(chan struct{}, c), seen: map[ChunkID]bool{}, groupSize: gs}
+	w.groupBufs.New = func() any { b := make([]byte, 0, 2*gs); return &b }
+	return w
 }
 
 // encoder returns the shared encoder for a level; EncodeAll is safe for
@@ -102,9 +132,9 @@ func (r *Repo) encoder(c Compression) *zstd.Encoder {
 		lvl = zstd.SpeedBetterCompression
 	}
 	e, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(lvl), zstd.WithEncoderConcurrency(runtime.GOMAXPROCS(0)),
-		// Chunks are 1 MiB by default: a window much larger than a blob
-		// buys nothing and costs memory in every encoder.
-		zstd.WithWindowSize(2<<20))
+		// Frames are at most a group of 4 MiB by default: a window much
+		// larger buys nothing and costs memory in every encoder.
+		zstd.WithWindowSize(DefaultGroupSize))
 	if err != nil {
 		// Only invalid options make NewWriter fail; these are constants.
 		panic(fmt.Sprintf("repo: create zstd encoder: %v", err))
@@ -114,14 +144,18 @@ func (r *Repo) encoder(c Compression) *zstd.Encoder {
 }
 
 // SaveChunk stores a data chunk whose id the caller computed with Repo.Hash.
-// It returns the bytes added to the repository: 0 when the chunk is already
-// there. An upload failure of an earlier pack is returned by a later
-// SaveChunk or by Flush.
+// It returns the bytes added to the repository by this call: 0 when the
+// chunk is already there, and also when it waits in the group being filled
+// (the group's frame is counted by the call that completes it). An upload
+// failure of an earlier pack is returned by a later SaveChunk or by Flush.
 func (w *Writer) SaveChunk(ctx context.Context, id ChunkID, data []byte) (int64, error) {
-	return w.saveBlob(ctx, KindData, id, data)
+	return w.saveBlob(ctx, KindData, id, data, false)
 }
 
-func (w *Writer) saveBlob(ctx context.Context, kind BlobKind, id ChunkID, data []byte) (int64, error) {
+// saveBlob stores a blob unless this writer or the index has it; with
+// force, only this writer's own copies count (prune's re-saving of blobs
+// from the packs it is emptying).
+func (w *Writer) saveBlob(ctx context.Context, kind BlobKind, id ChunkID, data []byte, force bool) (int64, error) {
 	if len(data) > MaxBlobSize {
 		return 0, fmt.Errorf("save %s blob %v: %d bytes over the limit %d", kind, id, len(data), MaxBlobSize)
 	}
@@ -138,7 +172,7 @@ func (w *Writer) saveBlob(ctx context.Context, kind BlobKind, id ChunkID, data [
 		return 0, err
 	}
 	w.stats.BytesIn += int64(len(data))
-	if w.seen[id] || w.r.idx.has(id) {
+	if w.seen[id] || !force && w.r.idx.has(id) {
 		w.stats.ChunksDedup++
 		w.mu.Unlock()
 		return 0, nil
@@ -146,56 +180,101 @@ func (w *Writer) saveBlob(ctx context.Context, kind BlobKind, id ChunkID, data [
 	// Claim the id before the slow part so a concurrent save of the same
 	// content is counted as a duplicate.
 	w.seen[id] = true
+	if kind == KindData && len(data) < w.groupSize {
+		if w.group == nil {
+			w.group = (*w.groupBufs.Get().(*[]byte))[:0]
+		}
+		w.members = append(w.members, packEntry{Kind: kind, ID: id, Raw: uint32(len(data)), RawOff: uint32(len(w.group))})
+		w.group = append(w.group, data...)
+		if len(w.group) < w.groupSize {
+			w.mu.Unlock()
+			return 0, nil
+		}
+		raw, members := w.takeGroup()
+		w.mu.Unlock()
+		return w.storeFrame(ctx, raw, members)
+	}
 	w.mu.Unlock()
+	return w.storeFrame(ctx, data, []packEntry{{Kind: kind, ID: id, Raw: uint32(len(data))}})
+}
 
-	blob, flags, err := w.encode(data)
+// takeGroup hands over the group being filled; the caller holds w.mu.
+func (w *Writer) takeGroup() ([]byte, []packEntry) {
+	raw, members := w.group, w.members
+	w.group, w.members = nil, nil
+	return raw, members
+}
+
+// storeFrame compresses and seals raw, the decoded frame of the blobs
+// entries describe (one blob, or a group of data chunks in order), and
+// adds it to the pack being filled. It returns the bytes stored.
+func (w *Writer) storeFrame(ctx context.Context, raw []byte, entries []packEntry) (int64, error) {
+	var group uint8
+	if len(entries) > 1 {
+		group = flagGroup
+	} else {
+		entries[0].RawOff = 0
+	}
+	blob, zflag, err := w.encode(raw)
 	if err != nil {
 		w.mu.Lock()
-		delete(w.seen, id)
+		for _, e := range entries {
+			delete(w.seen, e.ID)
+		}
 		w.mu.Unlock()
-		return 0, fmt.Errorf("save %s blob %v: %w", kind, id, err)
+		return 0, fmt.Errorf("save %s blob %v: %w", entries[0].Kind, entries[0].ID, err)
 	}
-
-	if err := w.appendBlob(ctx, packEntry{Kind: kind, Flags: flags, ID: id, Stored: uint32(len(blob)), Raw: uint32(len(data))}, blob); err != nil {
+	for i := range entries {
+		entries[i].Flags = zflag | group
+		entries[i].Stored = uint32(len(blob))
+		entries[i].frameRaw = uint32(len(raw))
+	}
+	err = w.appendFrame(ctx, entries, blob)
+	if group != 0 && cap(raw) == 2*w.groupSize {
+		raw = raw[:0]
+		w.groupBufs.Put(&raw)
+	}
+	if err != nil {
 		return 0, err
 	}
 	return int64(len(blob)), nil
 }
 
-// appendBlob adds an encoded blob (e's Offset is set here) to the pack being
-// filled and starts its upload once the pack is full.
-func (w *Writer) appendBlob(ctx context.Context, e packEntry, blob []byte) error {
+// appendFrame adds an encoded frame (the entries' Offset is set here) to
+// the pack being filled and starts its upload once the pack is full.
+func (w *Writer) appendFrame(ctx context.Context, entries []packEntry, blob []byte) error {
 	w.mu.Lock()
 	if w.cur == nil {
 		w.cur = bytes.NewBuffer(make([]byte, 0, w.packSize+w.packSize/8))
 	}
-	e.Offset = uint32(w.cur.Len())
-	w.entries = append(w.entries, e)
+	for i := range entries {
+		entries[i].Offset = uint32(w.cur.Len())
+	}
+	w.entries = append(w.entries, entries...)
 	w.cur.Write(blob)
-	w.stats.ChunksNew++
+	w.stats.ChunksNew += len(entries)
 	w.stats.BytesStored += int64(len(blob))
 	var full *bytes.Buffer
-	var entries []packEntry
+	var pending []packEntry
 	if w.cur.Len() >= w.packSize {
-		full, entries = w.cur, w.entries
+		full, pending = w.cur, w.entries
 		w.cur, w.entries = nil, nil
 	}
 	w.mu.Unlock()
 
 	if full != nil {
-		return w.startUpload(ctx, full, entries)
+		return w.startUpload(ctx, full, pending)
 	}
 	return nil
 }
 
-// copyStored adds a blob exactly as another pack stores it (still sealed
-// and compressed), for prune's repacking. Unlike SaveChunk it does not skip
-// blobs the index already holds: the point is a second copy. The caller
-// must have checked the blob. Copies of one id within a writer are made
-// once.
-func (w *Writer) copyStored(ctx context.Context, e packEntry, stored []byte) error {
+// copyFrame adds a frame exactly as another pack stores it (still sealed
+// and compressed) with all its blobs, for prune's repacking. Unlike
+// SaveChunk it does not skip blobs the index already holds: the point is a
+// second copy. The caller must have checked the blobs.
+func (w *Writer) copyFrame(ctx context.Context, entries []packEntry, stored []byte) error {
 	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("copy %s blob %v: %w", e.Kind, e.ID, err)
+		return fmt.Errorf("copy %s blob %v: %w", entries[0].Kind, entries[0].ID, err)
 	}
 	w.mu.Lock()
 	if w.err != nil {
@@ -203,14 +282,12 @@ func (w *Writer) copyStored(ctx context.Context, e packEntry, stored []byte) err
 		w.mu.Unlock()
 		return err
 	}
-	if w.seen[e.ID] {
-		w.mu.Unlock()
-		return nil
+	for _, e := range entries {
+		w.seen[e.ID] = true
+		w.stats.BytesIn += int64(e.Raw)
 	}
-	w.seen[e.ID] = true
-	w.stats.BytesIn += int64(e.Raw)
 	w.mu.Unlock()
-	return w.appendBlob(ctx, e, stored)
+	return w.appendFrame(ctx, append([]packEntry(nil), entries...), stored)
 }
 
 // encode compresses when that saves space, then seals.
@@ -324,6 +401,14 @@ func (w *Writer) Flush(ctx context.Context) (WriterStats, error) {
 // yet; prune uses it to write one superseding index of its own.
 func (w *Writer) uploadAll(ctx context.Context) ([]packInfo, error) {
 	w.mu.Lock()
+	if len(w.members) > 0 {
+		raw, members := w.takeGroup()
+		w.mu.Unlock()
+		if _, err := w.storeFrame(ctx, raw, members); err != nil {
+			_ = w.fail(err)
+		}
+		w.mu.Lock()
+	}
 	buf, entries := w.cur, w.entries
 	w.cur, w.entries = nil, nil
 	w.mu.Unlock()
@@ -372,7 +457,7 @@ func (w *Writer) SaveList(ctx context.Context, ids []ChunkID) (ListRef, error) {
 			b = append(b, id[:]...)
 		}
 		pid := w.r.Hash(b)
-		if _, err := w.saveBlob(ctx, KindList, pid, b); err != nil {
+		if _, err := w.saveBlob(ctx, KindList, pid, b, false); err != nil {
 			return ListRef{}, fmt.Errorf("save chunk list part %d: %w", len(ref.Parts), err)
 		}
 		ref.Parts = append(ref.Parts, pid)
