@@ -2,6 +2,7 @@ package repo
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -147,6 +148,7 @@ func (r *Repo) readIndexState(ctx context.Context, names []string) (*indexState,
 type repoListing struct {
 	packs     map[PackID]int64 // every well-named pack and its size
 	indexes   []string
+	keys      []string
 	snapshots []string // ids, sorted
 	stray     []string
 }
@@ -168,7 +170,9 @@ func (r *Repo) listAll(ctx context.Context) (*repoListing, error) {
 			l.indexes = append(l.indexes, fi.Name)
 		case dir == "snapshots/" && idErr == nil:
 			l.snapshots = append(l.snapshots, base)
-		case (dir == "keys/" || dir == "locks/") && idErr == nil:
+		case dir == "keys/" && idErr == nil:
+			l.keys = append(l.keys, fi.Name)
+		case dir == "locks/" && idErr == nil:
 		default:
 			l.stray = append(l.stray, fi.Name)
 		}
@@ -180,6 +184,59 @@ func (r *Repo) listAll(ctx context.Context) (*repoListing, error) {
 	sort.Strings(l.snapshots)
 	sort.Strings(l.stray)
 	return l, nil
+}
+
+// checkKeys checks every key object: its name is the BLAKE3 of its bytes,
+// its envelope's checksum holds, and it is a well-formed key of this
+// repository with KDF parameters a reader accepts. Which password a key
+// opens cannot be checked; an encrypted repository without one usable key
+// object cannot be opened by anyone, which is reported too.
+func (c *checker) checkKeys(ctx context.Context, names []string) error {
+	usable := 0
+	for _, name := range names {
+		if !c.r.cfg.Encrypted {
+			c.problem("key object %s in an unencrypted repository", name)
+			continue
+		}
+		obj, err := c.r.be.Load(ctx, name, 0, -1)
+		if err != nil {
+			if !isDamage(err) {
+				return fmt.Errorf("load %s: %w", name, err)
+			}
+			c.problem("key object %s unreadable: %v", name, err)
+			continue
+		}
+		if fmt.Sprintf("keys/%x", blake3.Sum256(obj)) != name {
+			c.problem("key object %s: content does not match its name (damaged)", name)
+			continue
+		}
+		p, err := openPlain(obj)
+		if err != nil {
+			c.problem("key object %s: %v", name, err)
+			continue
+		}
+		var kf keyFile
+		if err := json.Unmarshal(p, &kf); err != nil {
+			c.problem("key object %s: decode: %v", name, err)
+			continue
+		}
+		switch {
+		case kf.RepoID != c.r.cfg.ID:
+			c.problem("key object %s belongs to repository %s, not this one", name, kf.RepoID)
+		case kf.KDF != "argon2id":
+			c.problem("key object %s: unknown key derivation %q", name, kf.KDF)
+		case checkKDFParams(kf.Params) != nil:
+			c.problem("key object %s: %v", name, checkKDFParams(kf.Params))
+		case len(kf.Salt) < 16 || len(kf.Wrapped) != nonceLen+2*keyLen+gcmTagLen:
+			c.problem("key object %s: salt of %d bytes or wrapped keys of %d bytes", name, len(kf.Salt), len(kf.Wrapped))
+		default:
+			usable++
+		}
+	}
+	if c.r.cfg.Encrypted && usable == 0 {
+		c.problem("encrypted repository without a usable key object: no password can open it")
+	}
+	return nil
 }
 
 // mustID parses a name already known to be 64 hex digits.
@@ -251,6 +308,9 @@ func (c *checker) run(ctx context.Context) error {
 		c.problem("config: %v", err)
 	} else if cfg != r.cfg {
 		c.problem("config changed since the repository was opened")
+	}
+	if err := c.checkKeys(ctx, ls.keys); err != nil {
+		return err
 	}
 	c.st, err = r.readIndexState(ctx, ls.indexes)
 	if err != nil {

@@ -149,10 +149,18 @@ var defaultKDF = kdfParams{Time: 3, Memory: 64 * 1024, Threads: 4}
 const maxKDFMemory = 4 << 20 // KiB: 4 GiB
 
 func deriveKEK(password, salt []byte, p kdfParams) ([]byte, error) {
-	if p.Time < 1 || p.Time > 100 || p.Memory < 8 || p.Memory > maxKDFMemory || p.Threads < 1 {
-		return nil, fmt.Errorf("argon2id parameters out of range: time=%d memory=%dKiB threads=%d", p.Time, p.Memory, p.Threads)
+	if err := checkKDFParams(p); err != nil {
+		return nil, err
 	}
 	return argon2.IDKey(password, salt, p.Time, p.Memory, p.Threads, keyLen), nil
+}
+
+// checkKDFParams bounds what a hostile key object can make a reader spend.
+func checkKDFParams(p kdfParams) error {
+	if p.Time < 1 || p.Time > 100 || p.Memory < 8 || p.Memory > maxKDFMemory || p.Threads < 1 {
+		return fmt.Errorf("argon2id parameters out of range: time=%d memory=%dKiB threads=%d", p.Time, p.Memory, p.Threads)
+	}
+	return nil
 }
 
 func randomBytes(n int) ([]byte, error) {

@@ -41,6 +41,12 @@ var (
 	ErrPasswordRequired = errors.New("repository is encrypted: a password is required")
 	// ErrWrongPassword: no key of the repository opens with the password.
 	ErrWrongPassword = errors.New("wrong password: no key of the repository opens with it")
+	// ErrNotEncrypted: a password was given for a repository whose config
+	// says it is not encrypted. The config cannot be authenticated before a
+	// key is known, so an encrypted repository replaced by a planted
+	// unencrypted one would look like this; the caller must open it
+	// without a password on purpose.
+	ErrNotEncrypted = errors.New("the repository is not encrypted, but a password was given")
 	// ErrExists: Init found a repository already there.
 	ErrExists = errors.New("a repository already exists there")
 	// ErrDamaged: stored bytes fail their checksum, authentication or
@@ -183,8 +189,8 @@ func saveKey(ctx context.Context, be netshare.Backend, repoID string, password, 
 	return nil
 }
 
-// Open opens the repository on be and loads its index. password may be nil
-// for an unencrypted repository (and is ignored there).
+// Open opens the repository on be and loads its index. password must be
+// nil for an unencrypted repository: one given there gives ErrNotEncrypted.
 func Open(ctx context.Context, be netshare.Backend, password []byte) (*Repo, error) {
 	obj, err := be.Load(ctx, "config", 0, -1)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -198,6 +204,9 @@ func Open(ctx context.Context, be netshare.Backend, password []byte) (*Repo, err
 		return nil, fmt.Errorf("open repository: config: %w", err)
 	}
 	var master, idKey []byte
+	if !cfg.Encrypted && password != nil {
+		return nil, fmt.Errorf("open repository %s: %w (open it without a password if it was never encrypted)", be.Properties().Location, ErrNotEncrypted)
+	}
 	if cfg.Encrypted {
 		if password == nil {
 			return nil, fmt.Errorf("open repository: %w", ErrPasswordRequired)
