@@ -17,6 +17,9 @@ const (
 type Boot struct {
 	// Job is the lifeboat command line from lifeboat.run, nil when none.
 	Job []string
+	// JobFile is lifeboat.job: a job file as [DEVICE:]PATH (see
+	// ParseJobSpec), empty when none.
+	JobFile string
 	// After is lifeboat.after: poweroff, reboot, shell or tui; shell
 	// when not given.
 	After string
@@ -52,6 +55,11 @@ func ParseCmdline(s string) (Boot, error) {
 				}
 			}
 			b.Job = words
+		case "lifeboat.job":
+			if _, _, err := ParseJobSpec(val); err != nil {
+				return b, fmt.Errorf("parse kernel command line: %w", err)
+			}
+			b.JobFile = val
 		case "lifeboat.after":
 			switch val {
 			case AfterPoweroff, AfterReboot, AfterShell, AfterTUI:
@@ -65,6 +73,9 @@ func ParseCmdline(s string) (Boot, error) {
 				b.Consoles = append(b.Consoles, name)
 			}
 		}
+	}
+	if b.Job != nil && b.JobFile != "" {
+		return b, fmt.Errorf("parse kernel command line: give lifeboat.run or lifeboat.job, not both")
 	}
 	return b, nil
 }

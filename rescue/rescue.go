@@ -46,9 +46,17 @@ type Config struct {
 	Stdout io.Writer
 	// KernelRelease names the modules directory (uname -r).
 	KernelRelease string
-	// LogFile receives a copy of the job's output.
+	// LogFile receives a copy of the job's output. Its path is given to
+	// each command as LIFEBOAT_JOB_LOG, so a command that writes to a
+	// repository keeps the log there, next to the images.
 	LogFile string
+	// FindJob locates lifeboat.job's file; nil means FindJobFile.
+	FindJob func(ctx context.Context, root, spec string) (path string, release func(), err error)
 }
+
+// JobLogEnv is the environment variable that gives a job's commands the
+// path of the job's log file.
+const JobLogEnv = "LIFEBOAT_JOB_LOG"
 
 // Result lines the job prints last; tests and people watching a serial
 // console wait for them.
@@ -117,12 +125,17 @@ func Main(ctx context.Context, cfg Config) (string, error) {
 		fmt.Fprintf(out, "%s failed: %v\n", JobPrefix, perr)
 		return AfterShell, perr
 	}
-	if boot.Job == nil {
+	if boot.Job == nil && boot.JobFile == "" {
 		fmt.Fprintf(out, "%s %s\n", ReadyPrefix, cfg.Version)
-		runChild(ctx, cfg.Self, []string{"disks", "--no-usage"}, out)
+		runChild(ctx, cfg.Self, []string{"disks", "--no-usage"}, out, "", nil)
 		return boot.After, nil
 	}
-	jobErr := runJob(ctx, cfg, boot.Job, out)
+	var jobErr error
+	if boot.JobFile != "" {
+		jobErr = runJobFile(ctx, cfg, boot.JobFile, out)
+	} else {
+		jobErr = runJob(ctx, cfg, [][]string{boot.Job}, "", out)
+	}
 	switch boot.After {
 	case AfterPoweroff:
 		return boot.After, cfg.Sys.PowerOff()
@@ -132,34 +145,108 @@ func Main(ctx context.Context, cfg Config) (string, error) {
 	return boot.After, jobErr
 }
 
-// runJob runs lifeboat with args, copies its output to out and the log
-// file, and prints the result line last.
-func runJob(ctx context.Context, cfg Config, args []string, out io.Writer) error {
+// runJobFile finds, reads and runs the job file spec names.
+func runJobFile(ctx context.Context, cfg Config, spec string, out io.Writer) error {
+	find := cfg.FindJob
+	if find == nil {
+		find = FindJobFile
+	}
+	fail := func(err error) error {
+		fmt.Fprintf(out, "%s failed: %s\n", JobPrefix, oneLine(err.Error()))
+		return err
+	}
+	p, release, err := find(ctx, cfg.Root, spec)
+	if err != nil {
+		return fail(err)
+	}
+	defer release()
+	text, err := readSmall(p, maxJobFile)
+	if err != nil {
+		return fail(fmt.Errorf("read job file %s: %w", spec, err))
+	}
+	cmds, err := ParseJobFile(string(text))
+	if err != nil {
+		return fail(fmt.Errorf("%s: %w", spec, err))
+	}
+	fmt.Fprintf(out, "lifeboat: job file %s (%d commands)\n", spec, len(cmds))
+	// Relative paths in the file (a password file beside it) are the job
+	// file's directory's.
+	return runJob(ctx, cfg, cmds, filepath.Dir(p), out)
+}
+
+// runJob runs each lifeboat command line in turn, stopping at the first
+// failure, in dir (when set), copies the output to out and the log file,
+// and prints the result line last. A command that names a network
+// repository gets the network brought up first, unless the job already
+// ran "network".
+func runJob(ctx context.Context, cfg Config, cmds [][]string, dir string, out io.Writer) error {
 	w := out
+	var env []string
 	if cfg.LogFile != "" {
 		if err := os.MkdirAll(filepath.Dir(cfg.LogFile), 0o755); err == nil {
 			if f, err := os.Create(cfg.LogFile); err == nil {
 				defer f.Close()
 				w = io.MultiWriter(out, f)
+				env = []string{JobLogEnv + "=" + cfg.LogFile}
 			} else {
 				fmt.Fprintf(out, "lifeboat: job log: %v\n", err)
 			}
 		}
 	}
-	fmt.Fprintf(w, "lifeboat: job: lifeboat %s\n", strings.Join(args, " "))
-	err := runChild(ctx, cfg.Self, args, w)
-	if err != nil {
-		fmt.Fprintf(w, "%s failed: %s\n", JobPrefix, oneLine(err.Error()))
-		return err
+	networkUp := false
+	for _, args := range cmds {
+		if args[0] == "network" {
+			networkUp = true
+		} else if !networkUp && NeedsNetwork(args) {
+			fmt.Fprintf(w, "lifeboat: job: lifeboat network up (the job names a network repository)\n")
+			if err := runChild(ctx, cfg.Self, []string{"network", "up"}, w, dir, env); err != nil {
+				fmt.Fprintf(w, "%s failed: bring the network up: %s\n", JobPrefix, oneLine(err.Error()))
+				return err
+			}
+			networkUp = true
+		}
+		fmt.Fprintf(w, "lifeboat: job: lifeboat %s\n", strings.Join(args, " "))
+		if err := runChild(ctx, cfg.Self, args, w, dir, env); err != nil {
+			fmt.Fprintf(w, "%s failed: %s\n", JobPrefix, oneLine(err.Error()))
+			return err
+		}
 	}
 	fmt.Fprintf(w, "%s ok\n", JobPrefix)
 	return nil
 }
 
-// runChild runs self with args, its output and errors to w.
-func runChild(ctx context.Context, self string, args []string, w io.Writer) error {
+// networkSchemes are the repository locations reached over the network.
+var networkSchemes = []string{"smb://", "nfs://", "sftp://", "s3://"}
+
+// NeedsNetwork reports whether a lifeboat command line names a repository
+// on the network (--repo smb://..., --repo=s3://...).
+func NeedsNetwork(args []string) bool {
+	for i, a := range args {
+		v, ok := strings.CutPrefix(a, "--repo=")
+		if !ok {
+			if a != "--repo" && a != "-repo" || i+1 >= len(args) {
+				continue
+			}
+			v = args[i+1]
+		}
+		for _, s := range networkSchemes {
+			if len(v) >= len(s) && strings.EqualFold(v[:len(s)], s) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// runChild runs self with args in dir (when set) with env added, its
+// output and errors to w.
+func runChild(ctx context.Context, self string, args []string, w io.Writer, dir string, env []string) error {
 	cmd := exec.CommandContext(ctx, self, args...)
 	cmd.Stdout, cmd.Stderr = w, w
+	cmd.Dir = dir
+	if env != nil {
+		cmd.Env = append(os.Environ(), env...)
+	}
 	if err := cmd.Run(); err != nil {
 		var ee *exec.ExitError
 		if errors.As(err, &ee) && ee.Exited() {

@@ -2,8 +2,10 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"strings"
 	"time"
 
@@ -17,6 +19,65 @@ func init() {
 	register("verify", command{summary: "check a repository; --read-data reads and checks every chunk", run: runVerify})
 	register("forget", command{summary: "remove snapshots by a retention policy (--prune frees their space)", run: runForget})
 	register("prune", command{summary: "delete the data no snapshot needs and repack mostly-empty packs", run: runPrune})
+	register("logs", command{summary: "list the logs unattended jobs kept in a repository, or show one", run: runLogs})
+}
+
+func runLogs(ctx context.Context, env *cmdEnv, args []string) error {
+	fs := newFlags("logs", env, "logs --repo REPO [--json] [--show ID]")
+	rf := addRepoFlags(fs)
+	asJSON := fs.Bool("json", false, "print JSON")
+	show := fs.String("show", "", "print the log whose id starts with this")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	r, _, err := openRepo(ctx, env, rf, false)
+	if err != nil {
+		return err
+	}
+	defer closeRepo(r)
+	logs, lerr := r.Logs(ctx)
+	if *show != "" {
+		want := *show
+		var match []repo.JobLog
+		for _, l := range logs {
+			if strings.HasPrefix(l.ID, want) {
+				match = append(match, l)
+			}
+		}
+		switch {
+		case len(match) == 0 && lerr != nil:
+			return lerr
+		case len(match) == 0:
+			return fmt.Errorf("no log %q in the repository", want)
+		case len(match) > 1:
+			return fmt.Errorf("log id %q is ambiguous: %d logs start with it", want, len(match))
+		}
+		l, err := r.LoadLog(ctx, match[0].ID)
+		if err != nil {
+			return err
+		}
+		if *asJSON {
+			return writeJSON(env.stdout, l)
+		}
+		fmt.Fprint(env.stdout, l.Text)
+		return nil
+	}
+	if *asJSON {
+		if logs == nil {
+			logs = []repo.JobLog{}
+		}
+		if err := writeJSON(env.stdout, logs); err != nil {
+			return err
+		}
+		return lerr
+	}
+	if len(logs) == 0 {
+		fmt.Fprintln(env.stdout, "no logs in the repository")
+	}
+	for _, l := range logs {
+		fmt.Fprintf(env.stdout, "%s  %s  %s\n", l.ID[:12], l.Time.Local().Format("2006-01-02 15:04:05"), l.Host)
+	}
+	return lerr
 }
 
 func runVerify(ctx context.Context, env *cmdEnv, args []string) error {
@@ -158,5 +219,15 @@ func prune(ctx context.Context, env *cmdEnv, r *repo.Repo, opt repo.PruneOptions
 	}
 	fmt.Fprintf(env.stdout, "%s: %d pack(s) deleted (%d of them repacked), %d kept, %s freed, %s copied, %d index file(s) replaced, in %s\n",
 		verb, st.PacksDeleted, st.PacksRepacked, st.PacksKept, disks.HumanBytes(st.BytesFreed), disks.HumanBytes(st.BytesRepacked), st.IndexesReplaced, time.Since(start).Round(100*time.Millisecond))
+	return nil
+}
+
+// writeJSON prints v as indented JSON.
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(v); err != nil {
+		return fmt.Errorf("write JSON: %w", err)
+	}
 	return nil
 }

@@ -9,11 +9,13 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"golang.org/x/term"
 
 	"github.com/lifeboat/lifeboat/engine/repo"
 	"github.com/lifeboat/lifeboat/netshare"
+	"github.com/lifeboat/lifeboat/rescue"
 )
 
 // repoFlags are the options every repository command takes.
@@ -124,8 +126,34 @@ func openRepo(ctx context.Context, env *cmdEnv, rf repoFlags, create bool) (_ *r
 	}
 }
 
-// closeRepo releases a repository opened by openRepo and its backend.
+// closeRepo releases a repository opened by openRepo and its backend. In
+// an unattended job (rescue.JobLogEnv set), a command that wrote to the repository
+// first saves the job's log so far into it, next to the images.
 func closeRepo(r *repo.Repo) {
+	if p := os.Getenv(rescue.JobLogEnv); p != "" && r.Wrote() {
+		if err := saveJobLog(r, p); err != nil {
+			fmt.Fprintf(os.Stderr, "lifeboat: %v\n", err)
+		}
+	}
 	r.Close()
 	r.Backend().Close()
+}
+
+// saveJobLog copies the job log at path into the repository. It runs when
+// the command ends, also after an interruption, so it has its own deadline
+// rather than the command's context.
+func saveJobLog(r *repo.Repo, path string) error {
+	text, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("keep the job log in the repository: %w", err)
+	}
+	host, _ := os.Hostname()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	id, err := r.SaveLog(ctx, repo.JobLog{Time: time.Now().UTC(), Host: host, Text: string(text)})
+	if err != nil {
+		return fmt.Errorf("keep the job log in the repository: %w", err)
+	}
+	fmt.Fprintf(os.Stderr, "lifeboat: job log saved in the repository as logs/%s\n", id[:12])
+	return nil
 }

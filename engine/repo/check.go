@@ -172,7 +172,7 @@ func (r *Repo) listAll(ctx context.Context) (*repoListing, error) {
 			l.snapshots = append(l.snapshots, base)
 		case dir == "keys/" && idErr == nil:
 			l.keys = append(l.keys, fi.Name)
-		case dir == "locks/" && idErr == nil:
+		case (dir == "locks/" || dir == "logs/") && idErr == nil:
 		default:
 			l.stray = append(l.stray, fi.Name)
 		}

@@ -206,6 +206,7 @@ func (r *Repo) prune(ctx context.Context, opt PruneOptions) (*PruneStats, error)
 }
 
 func (r *Repo) removeObject(ctx context.Context, name string) error {
+	r.wrote.Store(true)
 	if err := r.be.Remove(ctx, name); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("remove %s: %w", name, err)
 	}

@@ -19,6 +19,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/klauspost/compress/zstd"
@@ -87,6 +88,9 @@ type Repo struct {
 	dec  *zstd.Decoder
 	// frames caches decoded group frames for readers.
 	frames *frameCache
+	// wrote is set once this Repo stored or removed data, an index, a
+	// snapshot or a log (locks do not count).
+	wrote atomic.Bool
 
 	// idxFiles names the index files idx was loaded from (sorted, joined),
 	// so Lock can tell whether another process changed the index since.
@@ -316,6 +320,10 @@ func (r *Repo) Backend() netshare.Backend { return r.be }
 // repository.
 func (r *Repo) Hash(data []byte) ChunkID { return r.hash.sum(data) }
 
+// Wrote reports whether this Repo changed the repository: stored a pack,
+// an index, a snapshot or a log, or removed a snapshot or a pack.
+func (r *Repo) Wrote() bool { return r.wrote.Load() }
+
 // Has reports whether the index holds the blob id.
 func (r *Repo) Has(id ChunkID) bool { return r.idx.has(id) }
 
@@ -325,6 +333,9 @@ func (r *Repo) saveObject(ctx context.Context, dir string, payload []byte) (stri
 	obj, err := r.seal.sealObject(payload)
 	if err != nil {
 		return "", err
+	}
+	if dir != "locks" {
+		r.wrote.Store(true)
 	}
 	sum := blake3.Sum256(obj)
 	id := hex.EncodeToString(sum[:])

@@ -186,6 +186,7 @@ func (r *Repo) RemoveSnapshot(ctx context.Context, id string) error {
 	if _, err := ParseChunkID(id); err != nil {
 		return fmt.Errorf("remove snapshot: %w", err)
 	}
+	r.wrote.Store(true)
 	if err := r.be.Remove(ctx, "snapshots/"+id); err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
 			return fmt.Errorf("remove snapshot %s: %w", id, ErrNotFound)

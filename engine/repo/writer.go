@@ -360,6 +360,7 @@ func (w *Writer) finishPack(buf *bytes.Buffer, entries []packEntry) ([]byte, err
 func (w *Writer) upload(ctx context.Context, pack []byte, entries []packEntry) error {
 	id := PackID(blake3.Sum256(pack))
 	name := packName(id)
+	w.r.wrote.Store(true)
 	if err := w.r.be.Save(ctx, name, int64(len(pack)), bytes.NewReader(pack)); err != nil {
 		return fmt.Errorf("upload pack %s: %w", name, err)
 	}
