@@ -9,7 +9,11 @@ packages=(
   gdisk fdisk util-linux xfsprogs btrfs-progs
   partclone zstd coreutils make gcc bc time
   linux-image-amd64 qemu-system-x86
-  xorriso grub-common grub-pc-bin grub-efi-amd64-signed shim-signed ovmf ipxe-qemu
+  xorriso grub-common grub-pc-bin grub-efi-amd64-bin grub-efi-amd64-signed shim-signed ovmf ipxe-qemu
+  # network repositories and bring-up: the servers the tests start on loopback
+  samba openssh-server nfs-ganesha nfs-ganesha-vfs rpcbind dnsmasq iproute2 passwd
+  # the console UI's terminal test
+  tmux
 )
 
 missing=()
@@ -34,4 +38,12 @@ if ! command -v go >/dev/null 2>&1 && [ ! -x /usr/local/go/bin/go ]; then
   fi
   # Debian's Go fetches the version go.mod asks for through the module proxy.
   apt-get install -y golang-go
+fi
+
+# The S3 server the tests start on loopback: versitygw (Apache-2.0) has no
+# Debian package; build it outside this module so it never enters go.mod.
+go=$(command -v go || echo /usr/local/go/bin/go)
+gobin=$("$go" env GOPATH)/bin
+if ! command -v versitygw >/dev/null 2>&1 && [ ! -x "$gobin/versitygw" ]; then
+  (cd /tmp && GOFLAGS=-mod=mod "$go" install github.com/versity/versitygw/cmd/versitygw@v1.8.0)
 fi

@@ -7,20 +7,49 @@ import (
 	"net/url"
 	"strings"
 
+	"github.com/lifeboat/lifeboat/netshare/internal/core"
 	"github.com/lifeboat/lifeboat/netshare/local"
+	"github.com/lifeboat/lifeboat/netshare/nfs"
+	"github.com/lifeboat/lifeboat/netshare/s3"
+	"github.com/lifeboat/lifeboat/netshare/sftp"
+	"github.com/lifeboat/lifeboat/netshare/smb"
 )
 
-var _ Backend = (*local.Backend)(nil)
+var (
+	_ Backend = (*local.Backend)(nil)
+	_ Backend = (*smb.Backend)(nil)
+	_ Backend = (*nfs.Backend)(nil)
+	_ Backend = (*sftp.Backend)(nil)
+	_ Backend = (*s3.Backend)(nil)
+)
 
-// plannedSchemes are the network locations that issue 7 adds.
-var plannedSchemes = map[string]bool{"smb": true, "nfs": true, "sftp": true, "s3": true}
+// Options carries what a network backend needs besides its location:
+// credentials and trust anchors. See core.Options for each field.
+type Options = core.Options
 
-// Open returns the backend for a repository location: a plain path or a
-// file:// URL opens a directory on a local disk (created if missing). The
-// network schemes smb://, nfs://, sftp:// and s3:// give an error that says
-// they are not supported yet. The backend is returned without decorators;
-// wrap it with WithRetry for network use.
+// networkSchemes are the locations reached over the network.
+var networkSchemes = map[string]bool{"smb": true, "nfs": true, "sftp": true, "s3": true}
+
+// IsNetwork reports whether location names a repository on the network
+// (smb://, nfs://, sftp://, s3://).
+func IsNetwork(location string) bool {
+	scheme, _, err := parseLocation(location)
+	return err == nil && networkSchemes[scheme]
+}
+
+// Open returns the backend for a repository location without network
+// credentials: see OpenWith.
 func Open(ctx context.Context, location string) (Backend, error) {
+	return OpenWith(ctx, location, Options{})
+}
+
+// OpenWith returns the backend for a repository location: a plain path or
+// a file:// URL opens a directory on a local disk (created if missing);
+// smb://[domain;]user@host[:port]/share/path, nfs://host[:port]/export/path,
+// sftp://user@host[:port]/path and s3://host[:port]/bucket/prefix open a
+// share with opts' credentials. The backend is returned without
+// decorators; wrap it with WithRetry for network use.
+func OpenWith(ctx context.Context, location string, opts Options) (Backend, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("open repository: %w", err)
 	}
@@ -28,16 +57,33 @@ func Open(ctx context.Context, location string) (Backend, error) {
 	if err != nil {
 		return nil, Permanent(err)
 	}
-	switch scheme {
-	case "file":
+	if scheme == "file" {
 		b, err := local.New(path)
 		if err != nil {
 			return nil, fmt.Errorf("open repository: %w", err)
 		}
 		return b, nil
-	default:
-		return nil, Permanent(fmt.Errorf("open repository: %s:// locations are not supported yet", scheme))
 	}
+	u, err := url.Parse(location)
+	if err != nil {
+		// url.Parse's error repeats the URL, password included.
+		return nil, Permanent(fmt.Errorf("open repository: malformed %s:// location", scheme))
+	}
+	var b Backend
+	switch scheme {
+	case "smb":
+		b, err = smb.New(ctx, u, opts)
+	case "nfs":
+		b, err = nfs.New(ctx, u, opts)
+	case "sftp":
+		b, err = sftp.New(ctx, u, opts)
+	case "s3":
+		b, err = s3.New(ctx, u, opts)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("open repository: %w", err)
+	}
+	return b, nil
 }
 
 // parseLocation splits a location into a scheme and, for "file", the
@@ -69,7 +115,7 @@ func parseLocation(location string) (scheme, path string, err error) {
 		}
 		return "file", u.Path, nil
 	}
-	if plannedSchemes[scheme] {
+	if networkSchemes[scheme] {
 		return scheme, "", nil
 	}
 	if !validScheme(scheme) {

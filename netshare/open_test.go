@@ -39,10 +39,11 @@ func TestOpenRefuses(t *testing.T) {
 	ctx := context.Background()
 	for _, tc := range []struct{ loc, want string }{
 		{"", "empty location"},
-		{"smb://bob:hunter2@nas/share/path", `smb:// locations are not supported yet`},
-		{"sftp://bob@host/path", `sftp:// locations are not supported yet`},
-		{"S3://host/bucket", `s3:// locations are not supported yet`},
-		{"nfs://host/export", `nfs:// locations are not supported yet`},
+		{"smb://bob:hunter2@nas/share/path", `a password inside the URL is refused`},
+		{"sftp://bob:hunter2@host/path", `give it in a password file`},
+		{"S3://host/bucket?x=1", `unknown option "x"`},
+		{"s3://key:hunter2@host/bucket", `give keys in a credentials file`},
+		{"nfs://bob:hunter2@host/export", `may not hold a user`},
 		{"gopher://host/x", `unknown location scheme "gopher"`},
 		{"bob:hunter2@host://x", "malformed location scheme"},
 		{"file://otherhost/x", `names host "otherhost"`},

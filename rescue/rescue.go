@@ -17,6 +17,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/lifeboat/lifeboat/rescue/network"
 )
 
 // System is what the runtime needs from the kernel.
@@ -52,6 +54,27 @@ type Config struct {
 	LogFile string
 	// FindJob locates lifeboat.job's file; nil means FindJobFile.
 	FindJob func(ctx context.Context, root, spec string) (path string, release func(), err error)
+	// NetworkUp brings the network up for a job that names a network
+	// repository, writing what it did to w, and keeps it up (DHCP leases
+	// renewed) until stop is called; nil means BringUpNetwork.
+	NetworkUp func(ctx context.Context, w io.Writer) (stop func(), err error)
+}
+
+// BringUpNetwork configures every wired interface (DHCPv4, SLAAC and
+// DHCPv6) and renews the leases until stop is called.
+func BringUpNetwork(ctx context.Context, w io.Writer) (func(), error) {
+	res, err := network.Up(ctx, network.Config{Log: w})
+	if err != nil {
+		return nil, err
+	}
+	res.WriteSummary(w)
+	kctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = res.KeepLeases(kctx)
+	}()
+	return func() { cancel(); <-done }, nil
 }
 
 // JobLogEnv is the environment variable that gives a job's commands the
@@ -198,11 +221,17 @@ func runJob(ctx context.Context, cfg Config, cmds [][]string, dir string, out io
 		if args[0] == "network" {
 			networkUp = true
 		} else if !networkUp && NeedsNetwork(args) {
-			fmt.Fprintf(w, "lifeboat: job: lifeboat network up (the job names a network repository)\n")
-			if err := runChild(ctx, cfg.Self, []string{"network", "up"}, w, dir, env); err != nil {
+			fmt.Fprintf(w, "lifeboat: job: bringing the network up (the job names a network repository)\n")
+			up := cfg.NetworkUp
+			if up == nil {
+				up = BringUpNetwork
+			}
+			stop, err := up(ctx, w)
+			if err != nil {
 				fmt.Fprintf(w, "%s failed: bring the network up: %s\n", JobPrefix, oneLine(err.Error()))
 				return err
 			}
+			defer stop()
 			networkUp = true
 		}
 		fmt.Fprintf(w, "lifeboat: job: lifeboat %s\n", strings.Join(args, " "))

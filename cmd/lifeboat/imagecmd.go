@@ -15,7 +15,6 @@ import (
 	"github.com/lifeboat/lifeboat/engine/progress"
 	"github.com/lifeboat/lifeboat/engine/ptable"
 	"github.com/lifeboat/lifeboat/engine/repo"
-	"github.com/lifeboat/lifeboat/netshare"
 )
 
 func init() {
@@ -55,7 +54,7 @@ func runInit(ctx context.Context, env *cmdEnv, args []string) error {
 	if *rf.location == "" {
 		return &exitError{code: 2, err: errors.New("--repo is required")}
 	}
-	be, err := netshare.Open(ctx, *rf.location)
+	be, err := openBackend(ctx, env, rf)
 	if err != nil {
 		return err
 	}

@@ -14,7 +14,6 @@ import (
 	"golang.org/x/term"
 
 	"github.com/lifeboat/lifeboat/engine/repo"
-	"github.com/lifeboat/lifeboat/netshare"
 	"github.com/lifeboat/lifeboat/rescue"
 )
 
@@ -22,12 +21,14 @@ import (
 type repoFlags struct {
 	location     *string
 	passwordFile *string
+	share        shareFlags
 }
 
 func addRepoFlags(fs *flag.FlagSet) repoFlags {
 	return repoFlags{
-		location:     fs.String("repo", "", "repository: a directory (created when missing by init and backup)"),
+		location:     fs.String("repo", "", "repository: a directory (created when missing by init and backup), smb://[domain;]user@host/share/path, nfs://host/export/path, sftp://user@host/path or s3://host/bucket/prefix"),
 		passwordFile: fs.String("password-file", "", "file holding the repository password (encrypts a new repository)"),
+		share:        addShareFlags(fs),
 	}
 }
 
@@ -80,7 +81,7 @@ func openRepo(ctx context.Context, env *cmdEnv, rf repoFlags, create bool) (_ *r
 	if *rf.location == "" {
 		return nil, "", &exitError{code: 2, err: errors.New("--repo is required")}
 	}
-	be, err := netshare.Open(ctx, *rf.location)
+	be, err := openBackend(ctx, env, rf)
 	if err != nil {
 		return nil, "", err
 	}

@@ -85,6 +85,18 @@ type Volume interface {
 // current size). It must leave a file system that its fsck accepts.
 type Grower func(ctx context.Context, v Volume, newSize int64) error
 
+// Shrinker shrinks the file system on v so that it ends within newSize
+// bytes (newSize < its current size), moving data as needed, and returns
+// the file system's new size. It runs on a copy-on-write view of a source,
+// never on the source itself. When the used data cannot fit it returns an
+// error wrapping ErrTooSmall that gives the smallest size it could reach.
+// It must leave a file system that its fsck accepts.
+type Shrinker func(ctx context.Context, v Volume, newSize int64) (int64, error)
+
+// ErrTooSmall is wrapped by a Shrinker's error when the file system's used
+// data does not fit the size asked for.
+var ErrTooSmall = errors.New("file system does not fit")
+
 // Normalize sorts extents, drops empty ones, clamps them to [0, limit) and
 // merges overlapping and adjacent ones. A limit <= 0 means no clamp.
 func Normalize(ext []Extent, limit int64) []Extent {
