@@ -17,6 +17,8 @@ const (
 type Boot struct {
 	// Job is the lifeboat command line from lifeboat.run, nil when none.
 	Job []string
+	// Hostname is lifeboat.hostname, empty when not given.
+	Hostname string
 	// JobFile is lifeboat.job: a job file as [DEVICE:]PATH (see
 	// ParseJobSpec), empty when none.
 	JobFile string
@@ -55,6 +57,11 @@ func ParseCmdline(s string) (Boot, error) {
 				}
 			}
 			b.Job = words
+		case "lifeboat.hostname":
+			if !validHostname(val) {
+				return b, fmt.Errorf("parse kernel command line: lifeboat.hostname=%q: want letters, digits and '-', at most 63", val)
+			}
+			b.Hostname = val
 		case "lifeboat.job":
 			if _, _, err := ParseJobSpec(val); err != nil {
 				return b, fmt.Errorf("parse kernel command line: %w", err)
@@ -135,4 +142,18 @@ func ParseConsoles(s string) []string {
 		}
 	}
 	return out
+}
+
+// validHostname accepts one DNS label (RFC 1123): what a snapshot's host
+// and a DHCP client may carry.
+func validHostname(s string) bool {
+	if s == "" || len(s) > 63 || s[0] == '-' || s[len(s)-1] == '-' {
+		return false
+	}
+	for _, c := range s {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-') {
+			return false
+		}
+	}
+	return true
 }

@@ -247,3 +247,29 @@ func FuzzParseJobFile(f *testing.F) {
 		}
 	})
 }
+
+func TestMachineName(t *testing.T) {
+	root := t.TempDir()
+	if got := machineName(root, ""); got != "lifeboat" {
+		t.Errorf("no DMI: %q", got)
+	}
+	write(t, filepath.Join(root, "sys", "class", "dmi", "id", "product_uuid"), "4C4C4544-0042-3510-8051-B4C04F4B4D32\n")
+	if got := machineName(root, ""); got != "lifeboat-4c4c4544" {
+		t.Errorf("DMI uuid: %q", got)
+	}
+	write(t, filepath.Join(root, "sys", "class", "dmi", "id", "product_uuid"), "00000000-0000-0000-0000-000000000000\n")
+	if got := machineName(root, ""); got != "lifeboat" {
+		t.Errorf("all-zero uuid: %q", got)
+	}
+	if got := machineName(root, "pc-7"); got != "pc-7" {
+		t.Errorf("from the command line: %q", got)
+	}
+	for _, bad := range []string{"lifeboat.hostname=-x", "lifeboat.hostname=a.b", "lifeboat.hostname=" + strings.Repeat("a", 64)} {
+		if _, err := ParseCmdline(bad); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+	if b, err := ParseCmdline("lifeboat.hostname=office-pc-12"); err != nil || b.Hostname != "office-pc-12" {
+		t.Errorf("hostname: %+v %v", b, err)
+	}
+}

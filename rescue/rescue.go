@@ -31,6 +31,8 @@ type System interface {
 	// PowerOff and Reboot flush the disks and end the machine.
 	PowerOff() error
 	Reboot() error
+	// SetHostname names the machine: snapshots and job logs record it.
+	SetHostname(name string) error
 }
 
 // Config is how Main runs.
@@ -139,6 +141,11 @@ func Main(ctx context.Context, cfg Config) (string, error) {
 			fmt.Fprintf(out, "lifeboat: boot: %v\n", err)
 		}
 	}
+	if name := machineName(root, boot.Hostname); name != "" {
+		if err := cfg.Sys.SetHostname(name); err != nil {
+			fmt.Fprintf(out, "lifeboat: boot: %v\n", err)
+		}
+	}
 	efivars := filepath.Join(root, "sys", "firmware", "efi", "efivars")
 	if _, err := os.Stat(efivars); err == nil {
 		_ = cfg.Sys.Mount("efivarfs", efivars, "efivarfs")
@@ -166,6 +173,22 @@ func Main(ctx context.Context, cfg Config) (string, error) {
 		return boot.After, cfg.Sys.Reboot()
 	}
 	return boot.After, jobErr
+}
+
+// machineName is the host name the appliance takes: lifeboat.hostname,
+// else "lifeboat-" and the start of the firmware's machine UUID, so the
+// snapshots of a fleet imaged from one stick tell the machines apart
+// (the kernel's "(none)" would not); "" keeps the kernel's name.
+func machineName(root, fromCmdline string) string {
+	if fromCmdline != "" {
+		return fromCmdline
+	}
+	b, err := readSmall(filepath.Join(root, "sys", "class", "dmi", "id", "product_uuid"), 256)
+	id := strings.ToLower(strings.TrimSpace(string(b)))
+	if err != nil || len(id) < 8 || strings.Trim(id[:8], "0123456789abcdef") != "" || strings.Trim(id, "0-f") == "" {
+		return "lifeboat"
+	}
+	return "lifeboat-" + id[:8]
 }
 
 // runJobFile finds, reads and runs the job file spec names.

@@ -66,6 +66,7 @@ type recorder struct {
 	inserted []string
 	fail     map[string]error
 	powerOff int
+	hostname string
 }
 
 func (r *recorder) Mount(source, target, fstype string) error {
@@ -80,6 +81,10 @@ func (r *recorder) Insert(path string) error {
 
 func (r *recorder) PowerOff() error { r.powerOff++; return nil }
 func (r *recorder) Reboot() error   { return errors.New("unexpected reboot") }
+func (r *recorder) SetHostname(name string) error {
+	r.hostname = name
+	return nil
+}
 
 // fakeRoot lays out a root with modules (from the kmod testdata), a sysfs
 // holding a virtio PCI function and a virtio disk, and a command line.

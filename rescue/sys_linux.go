@@ -89,3 +89,11 @@ func KernelRelease() string {
 	}
 	return unix.ByteSliceToString(u.Release[:])
 }
+
+// SetHostname sets the kernel's host name.
+func (Linux) SetHostname(name string) error {
+	if err := unix.Sethostname([]byte(name)); err != nil {
+		return fmt.Errorf("set host name %q: %w", name, err)
+	}
+	return nil
+}
