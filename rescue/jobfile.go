@@ -138,7 +138,7 @@ func ParseJobSpec(spec string) (device, file string, err error) {
 		case strings.HasPrefix(device, "UUID=") && len(device) > len("UUID="):
 		case strings.HasPrefix(device, "/dev/") && path.Clean(device) == device:
 		default:
-			return "", "", fmt.Errorf("lifeboat.job=%q: device %q: want LABEL=..., UUID=... or /dev/...", spec, device)
+			return "", "", fmt.Errorf("lifeboat.job=%q: device %q: want LABEL=name, UUID=uuid or a /dev path", spec, device)
 		}
 	}
 	if !strings.HasPrefix(file, "/") || path.Clean(file) != file || file == "/" {

@@ -146,7 +146,6 @@ func TestGroupDamageNamesEveryChunkOfTheFrame(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var ranges []string
 	for _, d := range rep.Damaged {
 		if d.Snapshot != snap {
 			t.Fatalf("damage in snapshot %s, want %s", d.Snapshot, snap)
@@ -154,7 +153,6 @@ func TestGroupDamageNamesEveryChunkOfTheFrame(t *testing.T) {
 		if d.Offset < 256<<10 || d.Offset+d.Length > 512<<10 {
 			t.Fatalf("damage at [%d,+%d) outside the damaged frame", d.Offset, d.Length)
 		}
-		ranges = append(ranges, d.Chunk.String())
 	}
 	if len(rep.Damaged) != 4 {
 		t.Fatalf("damaged %d ranges, want the frame's 4 chunks: %+v", len(rep.Damaged), rep.Damaged)

@@ -69,15 +69,6 @@ func (r *Repo) loadFrame(ctx context.Context, name string, loc blobLoc) ([]byte,
 	return frame, nil
 }
 
-// decodeBlob decodes the stored frame b and returns loc's blob in it.
-func (r *Repo) decodeBlob(b []byte, loc blobLoc) ([]byte, error) {
-	frame, err := r.decodeFrame(b, loc)
-	if err != nil {
-		return nil, err
-	}
-	return member(frame, loc)
-}
-
 // member returns loc's blob within its decoded frame.
 func member(frame []byte, loc blobLoc) ([]byte, error) {
 	end := int64(loc.rawOff) + int64(loc.raw)

@@ -7,8 +7,6 @@ package local
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -22,14 +20,6 @@ import (
 	"time"
 
 	"github.com/lifeboat/lifeboat/netshare/internal/core"
-)
-
-// tmpMarker joins an object's name and the random suffix of the temporary
-// file a Save writes first; tmpSuffixLen is the suffix's length in hex
-// digits.
-const (
-	tmpMarker    = ".tmp-"
-	tmpSuffixLen = 16
 )
 
 // copyBufSize is the write size of Save: large writes keep a disk or a
@@ -79,32 +69,6 @@ func (b *Backend) Close() error {
 	return nil
 }
 
-// checkName applies the shared name rule and refuses names that look like
-// this backend's temporary files, which List hides.
-func checkName(name string) error {
-	if err := core.CheckName(name); err != nil {
-		return err
-	}
-	if isTemp(path.Base(name)) {
-		return fmt.Errorf("%w %q: looks like a temporary file of an unfinished save", core.ErrInvalidName, name)
-	}
-	return nil
-}
-
-// isTemp reports whether base is the name of a temporary file of Save.
-func isTemp(base string) bool {
-	i := strings.LastIndex(base, tmpMarker)
-	if i < 0 {
-		return false
-	}
-	suffix := base[i+len(tmpMarker):]
-	if len(suffix) != tmpSuffixLen {
-		return false
-	}
-	_, err := hex.DecodeString(suffix)
-	return err == nil
-}
-
 // classify marks the errors that retrying cannot fix as permanent.
 func classify(err error) error {
 	if err == nil || core.IsPermanent(err) {
@@ -135,41 +99,21 @@ func notExist(err error) error {
 	return err
 }
 
-// ctxReader fails reads once ctx is done, so a long Save stops promptly.
-type ctxReader struct {
-	ctx context.Context
-	r   io.Reader
-}
-
-func (c ctxReader) Read(p []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return c.r.Read(p)
-}
-
 // Save writes the object to a temporary file beside its final name, syncs
 // it, renames it into place and syncs the directory, so that after a crash
 // the name holds either the old object, or none, or the whole new one.
 func (b *Backend) Save(ctx context.Context, name string, size int64, r io.ReadSeeker) error {
-	if err := checkName(name); err != nil {
-		return fmt.Errorf("save: %w", err)
-	}
-	if size < 0 {
-		return core.Permanent(fmt.Errorf("save %q: negative size %d", name, size))
-	}
-	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("save %q: %w", name, err)
+	if err := core.CheckSave(ctx, name, size); err != nil {
+		return err
 	}
 	dir := path.Dir(name)
 	if err := b.mkdirs(dir); err != nil {
 		return classify(fmt.Errorf("save %q: %w", name, err))
 	}
-	var rnd [tmpSuffixLen / 2]byte
-	if _, err := rand.Read(rnd[:]); err != nil {
-		return fmt.Errorf("save %q: random temporary name: %w", name, err)
+	tmp, err := core.TempName(name)
+	if err != nil {
+		return fmt.Errorf("save %q: %w", name, err)
 	}
-	tmp := name + tmpMarker + hex.EncodeToString(rnd[:])
 	f, err := b.root.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return classify(fmt.Errorf("save %q: create temporary file: %w", name, err))
@@ -195,7 +139,7 @@ func (b *Backend) writeTemp(ctx context.Context, f *os.File, name string, size i
 	defer copyBufs.Put(bufp)
 	// The anonymous struct hides f's ReadFrom, which would ignore the
 	// buffer and copy in small pieces.
-	n, err := io.CopyBuffer(struct{ io.Writer }{f}, io.LimitReader(ctxReader{ctx, r}, size), *bufp)
+	n, err := io.CopyBuffer(struct{ io.Writer }{f}, io.LimitReader(core.ContextReader(ctx, r), size), *bufp)
 	if err != nil {
 		return fmt.Errorf("save %q: write after %d bytes: %w", name, n, err)
 	}
@@ -276,7 +220,7 @@ func (b *Backend) object(name string) (fs.FileInfo, error) {
 // 0). The range is checked against the object's size before anything is
 // allocated.
 func (b *Backend) Load(ctx context.Context, name string, off, length int64) ([]byte, error) {
-	if err := checkName(name); err != nil {
+	if err := core.CheckObjectName(name); err != nil {
 		return nil, fmt.Errorf("load: %w", err)
 	}
 	if err := ctx.Err(); err != nil {
@@ -314,7 +258,7 @@ func (b *Backend) Load(ctx context.Context, name string, off, length int64) ([]b
 
 // Stat returns the object's size.
 func (b *Backend) Stat(ctx context.Context, name string) (core.FileInfo, error) {
-	if err := checkName(name); err != nil {
+	if err := core.CheckObjectName(name); err != nil {
 		return core.FileInfo{}, fmt.Errorf("stat: %w", err)
 	}
 	if err := ctx.Err(); err != nil {
@@ -359,7 +303,7 @@ func (b *Backend) List(ctx context.Context, prefix string, fn func(core.FileInfo
 			}
 			return nil
 		}
-		if !d.Type().IsRegular() || isTemp(path.Base(p)) || !strings.HasPrefix(p, prefix) {
+		if !d.Type().IsRegular() || core.IsTemp(path.Base(p)) || !strings.HasPrefix(p, prefix) {
 			return nil
 		}
 		info, err := d.Info()
@@ -393,7 +337,7 @@ func (e *fnError) Error() string { return e.err.Error() }
 // Remove deletes the object and syncs its directory. Directories left empty
 // stay: they cost nothing and a later Save reuses them.
 func (b *Backend) Remove(ctx context.Context, name string) error {
-	if err := checkName(name); err != nil {
+	if err := core.CheckObjectName(name); err != nil {
 		return fmt.Errorf("remove: %w", err)
 	}
 	if err := ctx.Err(); err != nil {
@@ -425,7 +369,7 @@ func (b *Backend) Cleanup(ctx context.Context, olderThan time.Duration) (int, er
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		if !d.Type().IsRegular() || !isTemp(path.Base(p)) {
+		if !d.Type().IsRegular() || !core.IsTemp(path.Base(p)) {
 			return nil
 		}
 		info, err := d.Info()

@@ -28,8 +28,6 @@ package nfs
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -52,14 +50,6 @@ const MaxConnections = 4
 
 // portmapPort is the portmapper's well-known port.
 const portmapPort = 111
-
-// tmpMarker joins an object's name and the random suffix of the temporary
-// file a Save writes first; tmpSuffixLen is the suffix's length in hex
-// digits.
-const (
-	tmpMarker    = ".tmp-"
-	tmpSuffixLen = 16
-)
 
 // cleanupTimeout bounds the removal of a failed save's temporary file,
 // done under a context of its own since the caller's may be cancelled.
@@ -472,32 +462,6 @@ func (b *Backend) run(ctx context.Context, fn func(s *session) error) error {
 	return err
 }
 
-// checkName applies the shared name rule and refuses names that look like
-// this backend's temporary files, which List hides.
-func checkName(name string) error {
-	if err := core.CheckName(name); err != nil {
-		return err
-	}
-	if isTemp(path.Base(name)) {
-		return fmt.Errorf("%w %q: looks like a temporary file of an unfinished save", core.ErrInvalidName, name)
-	}
-	return nil
-}
-
-// isTemp reports whether base is the name of a temporary file of Save.
-func isTemp(base string) bool {
-	i := strings.LastIndex(base, tmpMarker)
-	if i < 0 {
-		return false
-	}
-	suffix := base[i+len(tmpMarker):]
-	if len(suffix) != tmpSuffixLen {
-		return false
-	}
-	_, err := hex.DecodeString(suffix)
-	return err == nil
-}
-
 // classify marks the errors that retrying cannot fix as permanent. A lost
 // connection, a stale handle, a server fault or JUKEBOX stay retryable.
 func classify(err error) error {
@@ -522,38 +486,18 @@ func classify(err error) error {
 	return err
 }
 
-// ctxReader fails reads once ctx is done, so a long Save stops promptly.
-type ctxReader struct {
-	ctx context.Context
-	r   io.Reader
-}
-
-func (c ctxReader) Read(p []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return c.r.Read(p)
-}
-
 // Save writes the object to a temporary file beside its final name,
 // commits it and renames it over the name.
 func (b *Backend) Save(ctx context.Context, name string, size int64, r io.ReadSeeker) error {
-	if err := checkName(name); err != nil {
-		return fmt.Errorf("save: %w", err)
-	}
-	if size < 0 {
-		return core.Permanent(fmt.Errorf("save %q: negative size %d", name, size))
-	}
-	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("save %q: %w", name, err)
-	}
-	var rnd [tmpSuffixLen / 2]byte
-	if _, err := rand.Read(rnd[:]); err != nil {
-		return fmt.Errorf("save %q: random temporary name: %w", name, err)
+	if err := core.CheckSave(ctx, name, size); err != nil {
+		return err
 	}
 	dir, base := path.Split(name)
 	dir = path.Clean(dir)
-	tmp := base + tmpMarker + hex.EncodeToString(rnd[:])
+	tmp, err := core.TempName(base)
+	if err != nil {
+		return fmt.Errorf("save %q: %w", name, err)
+	}
 	created := false
 	s, err := b.take(ctx)
 	if err != nil {
@@ -585,7 +529,7 @@ func (b *Backend) save(ctx context.Context, s *session, name, dir, tmp string, s
 	}
 	*created = true
 	buf := make([]byte, s.wtmax)
-	src := io.LimitReader(ctxReader{ctx, r}, size)
+	src := io.LimitReader(core.ContextReader(ctx, r), size)
 	var off int64
 	var verf [8]byte
 	for off < size {
@@ -666,7 +610,7 @@ func (s *session) object(ctx context.Context, name string) ([]byte, attr, error)
 // 0). The range is checked against the object's size before anything is
 // allocated. An object replaced while it is read is read again.
 func (b *Backend) Load(ctx context.Context, name string, off, length int64) ([]byte, error) {
-	if err := checkName(name); err != nil {
+	if err := core.CheckObjectName(name); err != nil {
 		return nil, fmt.Errorf("load: %w", err)
 	}
 	if err := ctx.Err(); err != nil {
@@ -722,7 +666,7 @@ func (s *session) load(ctx context.Context, name string, off, length int64) ([]b
 
 // Stat returns the object's size.
 func (b *Backend) Stat(ctx context.Context, name string) (core.FileInfo, error) {
-	if err := checkName(name); err != nil {
+	if err := core.CheckObjectName(name); err != nil {
 		return core.FileInfo{}, fmt.Errorf("stat: %w", err)
 	}
 	if err := ctx.Err(); err != nil {
@@ -808,7 +752,7 @@ func (b *Backend) List(ctx context.Context, prefix string, fn func(core.FileInfo
 				if strings.HasPrefix(p+"/", prefix) || strings.HasPrefix(prefix, p+"/") {
 					stack = append(stack, p)
 				}
-			case a.ftype == typeReg && !isTemp(de.name) && strings.HasPrefix(p, prefix):
+			case a.ftype == typeReg && !core.IsTemp(de.name) && strings.HasPrefix(p, prefix):
 				if err := fn(core.FileInfo{Name: p, Size: int64(a.size)}); err != nil {
 					return err
 				}
@@ -821,7 +765,7 @@ func (b *Backend) List(ctx context.Context, prefix string, fn func(core.FileInfo
 // Remove deletes the object. Directories left empty stay: they cost
 // nothing and a later Save reuses them.
 func (b *Backend) Remove(ctx context.Context, name string) error {
-	if err := checkName(name); err != nil {
+	if err := core.CheckObjectName(name); err != nil {
 		return fmt.Errorf("remove: %w", err)
 	}
 	if err := ctx.Err(); err != nil {

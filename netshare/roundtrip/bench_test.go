@@ -63,7 +63,9 @@ func BenchmarkBackends(b *testing.B) {
 		{"smb", func(run string) (netshare.Backend, error) {
 			return netshare.OpenWith(ctx, smb.URL(run).String(), netshare.Options{PasswordFile: smb.PasswordFile})
 		}},
-		{"nfs", func(run string) (netshare.Backend, error) { return netshare.OpenWith(ctx, nfs.URL(run).String(), netshare.Options{}) }},
+		{"nfs", func(run string) (netshare.Backend, error) {
+			return netshare.OpenWith(ctx, nfs.URL(run).String(), netshare.Options{})
+		}},
 		{"sftp", func(run string) (netshare.Backend, error) {
 			return netshare.OpenWith(ctx, sftp.URL("root", filepath.Join(sftpDir, run)).String(), sftp.Options())
 		}},

@@ -27,8 +27,6 @@ package sftp
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -47,15 +45,6 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/lifeboat/lifeboat/netshare/internal/core"
-)
-
-// tmpMarker joins an object's name and the random suffix of the temporary
-// file a Save writes first; tmpSuffixLen is the suffix's length in hex
-// digits. They are the ones netshare/local uses, so a repository copied
-// between the two keeps its rules.
-const (
-	tmpMarker    = ".tmp-"
-	tmpSuffixLen = 16
 )
 
 // Connections is how many SSH connections a backend opens at most. One SSH
@@ -270,32 +259,6 @@ func (b *Backend) abs(name string) string {
 	return path.Join(b.root, name)
 }
 
-// checkName applies the shared name rule and refuses names that look like
-// this backend's temporary files, which List hides.
-func checkName(name string) error {
-	if err := core.CheckName(name); err != nil {
-		return err
-	}
-	if isTemp(path.Base(name)) {
-		return fmt.Errorf("%w %q: looks like a temporary file of an unfinished save", core.ErrInvalidName, name)
-	}
-	return nil
-}
-
-// isTemp reports whether base is the name of a temporary file of Save.
-func isTemp(base string) bool {
-	i := strings.LastIndex(base, tmpMarker)
-	if i < 0 {
-		return false
-	}
-	suffix := base[i+len(tmpMarker):]
-	if len(suffix) != tmpSuffixLen {
-		return false
-	}
-	_, err := hex.DecodeString(suffix)
-	return err == nil
-}
-
 // sftp status codes that retrying cannot fix (draft-ietf-secsh-filexfer-02).
 const (
 	fxOpUnsupported = 8
@@ -390,24 +353,17 @@ func (e *exactReader) Read(p []byte) (int, error) {
 // Save writes the object to a temporary file beside its final name, syncs
 // it when the server can, and renames it into place.
 func (b *Backend) Save(ctx context.Context, name string, size int64, r io.ReadSeeker) error {
-	if err := checkName(name); err != nil {
-		return fmt.Errorf("save: %w", err)
-	}
-	if size < 0 {
-		return core.Permanent(fmt.Errorf("save %q: negative size %d", name, size))
-	}
-	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("save %q: %w", name, err)
+	if err := core.CheckSave(ctx, name, size); err != nil {
+		return err
 	}
 	s, err := b.session(ctx)
 	if err != nil {
 		return fmt.Errorf("save %q: %w", name, err)
 	}
-	var rnd [tmpSuffixLen / 2]byte
-	if _, err := rand.Read(rnd[:]); err != nil {
-		return fmt.Errorf("save %q: random temporary name: %w", name, err)
+	tmp, err := core.TempName(name)
+	if err != nil {
+		return fmt.Errorf("save %q: %w", name, err)
 	}
-	tmp := name + tmpMarker + hex.EncodeToString(rnd[:])
 	f, err := b.createTemp(s.sftp, name, tmp)
 	if err != nil {
 		return b.collision(s.sftp, name, classify(err))
@@ -550,7 +506,7 @@ func (b *Backend) object(c *pkgsftp.Client, name string) (os.FileInfo, error) {
 // 0), with many read requests in flight. The range is checked against the
 // size of the opened file before anything is allocated.
 func (b *Backend) Load(ctx context.Context, name string, off, length int64) ([]byte, error) {
-	if err := checkName(name); err != nil {
+	if err := core.CheckObjectName(name); err != nil {
 		return nil, fmt.Errorf("load: %w", err)
 	}
 	if err := ctx.Err(); err != nil {
@@ -601,7 +557,7 @@ func (b *Backend) Load(ctx context.Context, name string, off, length int64) ([]b
 
 // Stat returns the object's size.
 func (b *Backend) Stat(ctx context.Context, name string) (core.FileInfo, error) {
-	if err := checkName(name); err != nil {
+	if err := core.CheckObjectName(name); err != nil {
 		return core.FileInfo{}, fmt.Errorf("stat: %w", err)
 	}
 	if err := ctx.Err(); err != nil {
@@ -620,7 +576,7 @@ func (b *Backend) Stat(ctx context.Context, name string) (core.FileInfo, error) 
 
 // Remove deletes the object. Directories left empty stay.
 func (b *Backend) Remove(ctx context.Context, name string) error {
-	if err := checkName(name); err != nil {
+	if err := core.CheckObjectName(name); err != nil {
 		return fmt.Errorf("remove: %w", err)
 	}
 	if err := ctx.Err(); err != nil {
@@ -702,7 +658,7 @@ func (b *Backend) List(ctx context.Context, prefix string, fn func(core.FileInfo
 					if strings.HasPrefix(p+"/", prefix) || strings.HasPrefix(prefix, p+"/") {
 						next = append(next, p)
 					}
-				case fi.Mode().IsRegular() && strings.HasPrefix(p, prefix) && !isTemp(fi.Name()):
+				case fi.Mode().IsRegular() && strings.HasPrefix(p, prefix) && !core.IsTemp(fi.Name()):
 					if err := fn(core.FileInfo{Name: p, Size: fi.Size()}); err != nil {
 						return err
 					}
@@ -737,7 +693,7 @@ func (b *Backend) Cleanup(ctx context.Context, olderThan time.Duration) (int, er
 			return removed, classify(fmt.Errorf("clean up temporary files in %s: %w", b.location, err))
 		}
 		fi := w.Stat()
-		if !fi.Mode().IsRegular() || !isTemp(fi.Name()) || !fi.ModTime().Before(cutoff) {
+		if !fi.Mode().IsRegular() || !core.IsTemp(fi.Name()) || !fi.ModTime().Before(cutoff) {
 			continue
 		}
 		if err := s.sftp.Remove(w.Path()); err != nil && !errors.Is(err, fs.ErrNotExist) {

@@ -19,8 +19,6 @@ package smb
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -46,14 +44,6 @@ const DefaultPort = 445
 // its own TCP connection: a few streams fill a gigabit link where one
 // session waits on round trips.
 const MaxConnections = 4
-
-// tmpMarker joins an object's name and the random suffix of the temporary
-// file a Save writes first; tmpSuffixLen is the suffix's length in hex
-// digits.
-const (
-	tmpMarker    = ".tmp-"
-	tmpSuffixLen = 16
-)
 
 // copyBufSize is the write size of Save; go-smb2 splits it into the largest
 // writes the server allows.
@@ -387,32 +377,6 @@ func (b *Backend) full(name string) string {
 	return b.base + "/" + name
 }
 
-// checkName applies the shared name rule and refuses names that look like
-// this backend's temporary files, which List hides.
-func checkName(name string) error {
-	if err := core.CheckName(name); err != nil {
-		return err
-	}
-	if isTemp(path.Base(name)) {
-		return fmt.Errorf("%w %q: looks like a temporary file of an unfinished save", core.ErrInvalidName, name)
-	}
-	return nil
-}
-
-// isTemp reports whether base is the name of a temporary file of Save.
-func isTemp(base string) bool {
-	i := strings.LastIndex(base, tmpMarker)
-	if i < 0 {
-		return false
-	}
-	suffix := base[i+len(tmpMarker):]
-	if len(suffix) != tmpSuffixLen {
-		return false
-	}
-	_, err := hex.DecodeString(suffix)
-	return err == nil
-}
-
 // statusError names an NTSTATUS that go-smb2 reports only as a number.
 type statusError struct {
 	code uint32
@@ -532,37 +496,18 @@ func withSharing(ctx context.Context, denied bool, fn func() error) error {
 	return err
 }
 
-// ctxReader fails reads once ctx is done, so a long Save stops promptly.
-type ctxReader struct {
-	ctx context.Context
-	r   io.Reader
-}
-
-func (c ctxReader) Read(p []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return c.r.Read(p)
-}
-
 // Save writes the object to a temporary file beside its final name, flushes
 // it and renames it over the name, so that readers see the old object or
 // the whole new one.
 func (b *Backend) Save(ctx context.Context, name string, size int64, r io.ReadSeeker) error {
-	if err := checkName(name); err != nil {
-		return fmt.Errorf("save: %w", err)
+	if err := core.CheckSave(ctx, name, size); err != nil {
+		return err
 	}
-	if size < 0 {
-		return core.Permanent(fmt.Errorf("save %q: negative size %d", name, size))
-	}
-	if err := ctx.Err(); err != nil {
+	tmpName, err := core.TempName(name)
+	if err != nil {
 		return fmt.Errorf("save %q: %w", name, err)
 	}
-	var rnd [tmpSuffixLen / 2]byte
-	if _, err := rand.Read(rnd[:]); err != nil {
-		return fmt.Errorf("save %q: random temporary name: %w", name, err)
-	}
-	tmp := b.full(name + tmpMarker + hex.EncodeToString(rnd[:]))
+	tmp := b.full(tmpName)
 	s, err := b.take(ctx)
 	if err != nil {
 		return fmt.Errorf("save %q: %w", name, err)
@@ -589,7 +534,7 @@ func (b *Backend) save(ctx context.Context, sh *smb2.Share, name, tmp string, si
 		return fmt.Errorf("save %q: create temporary file: %w", name, describe(err))
 	}
 	bufp := make([]byte, copyBufSize)
-	n, err := io.CopyBuffer(struct{ io.Writer }{f}, io.LimitReader(ctxReader{ctx, r}, size), bufp)
+	n, err := io.CopyBuffer(struct{ io.Writer }{f}, io.LimitReader(core.ContextReader(ctx, r), size), bufp)
 	if err == nil && n < size {
 		err = core.Permanent(fmt.Errorf("reader ended after %d of %d bytes: %w", n, size, io.ErrUnexpectedEOF))
 	}
@@ -655,7 +600,7 @@ func mkdirs(sh *smb2.Share, dir string) error {
 // 0). The range is checked against the object's size before anything is
 // allocated.
 func (b *Backend) Load(ctx context.Context, name string, off, length int64) ([]byte, error) {
-	if err := checkName(name); err != nil {
+	if err := core.CheckObjectName(name); err != nil {
 		return nil, fmt.Errorf("load: %w", err)
 	}
 	if err := ctx.Err(); err != nil {
@@ -703,7 +648,7 @@ func (b *Backend) Load(ctx context.Context, name string, off, length int64) ([]b
 
 // Stat returns the object's size.
 func (b *Backend) Stat(ctx context.Context, name string) (core.FileInfo, error) {
-	if err := checkName(name); err != nil {
+	if err := core.CheckObjectName(name); err != nil {
 		return core.FileInfo{}, fmt.Errorf("stat: %w", err)
 	}
 	if err := ctx.Err(); err != nil {
@@ -787,7 +732,7 @@ func (b *Backend) List(ctx context.Context, prefix string, fn func(core.FileInfo
 				}
 				continue
 			}
-			if !e.Mode().IsRegular() || isTemp(e.Name()) || !strings.HasPrefix(p, prefix) {
+			if !e.Mode().IsRegular() || core.IsTemp(e.Name()) || !strings.HasPrefix(p, prefix) {
 				continue
 			}
 			if err := fn(core.FileInfo{Name: p, Size: e.Size()}); err != nil {
@@ -801,7 +746,7 @@ func (b *Backend) List(ctx context.Context, prefix string, fn func(core.FileInfo
 // Remove deletes the object. Directories left empty stay: they cost
 // nothing and a later Save reuses them.
 func (b *Backend) Remove(ctx context.Context, name string) error {
-	if err := checkName(name); err != nil {
+	if err := core.CheckObjectName(name); err != nil {
 		return fmt.Errorf("remove: %w", err)
 	}
 	if err := ctx.Err(); err != nil {
