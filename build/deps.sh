@@ -12,6 +12,8 @@ packages=(
   xorriso grub-common grub-pc-bin grub-efi-amd64-bin grub-efi-amd64-signed shim-signed ovmf ipxe-qemu
   # network repositories and bring-up: the servers the tests start on loopback
   samba openssh-server nfs-ganesha nfs-ganesha-vfs rpcbind dnsmasq iproute2 passwd
+  # the bootable system disk the system-clone tests build (its tiny initramfs)
+  busybox
   # the console UI's terminal test
   tmux
 )

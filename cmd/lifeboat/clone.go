@@ -6,9 +6,11 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"path/filepath"
 	"strings"
 
+	"github.com/lifeboat/lifeboat/engine/bootfix"
 	"github.com/lifeboat/lifeboat/engine/clone"
 	"github.com/lifeboat/lifeboat/engine/disks"
 	"github.com/lifeboat/lifeboat/engine/ptable"
@@ -39,10 +41,14 @@ func runClone(ctx context.Context, env *cmdEnv, args []string) error {
 	delta := fs.Bool("delta", false, "read the target first and write only what differs (a target that holds an earlier clone)")
 	prog := fs.String("progress", "auto", "progress display: auto, bar, json or none")
 	logPath := fs.String("log", "", "also write a log to this file (it may not be on the target)")
+	sysOnly := fs.Bool("system", false, "copy only the partitions the installed system needs (EFI, BIOS boot, root, /boot, swap...), laid out from the start")
+	newIDs := fs.Bool("new-ids", false, "give the copy new disk/partition GUIDs and file-system UUIDs, so both disks can stay attached")
+	scratch := fs.String("scratch-dir", "", "directory for what shrinking a file system on a copy-on-write view writes (default: memory)")
+	efiEntry := fs.Bool("efi-entry", false, "add an EFI boot entry for the copy to this machine's firmware (run it on the machine that will boot the copy)")
 	var diskFiles multiFlag
 	fs.Var(&diskFiles, "disk", "add a disk-image file to the disks that names can match (repeatable)")
 	fs.Usage = func() {
-		fmt.Fprintln(env.stderr, "usage: lifeboat clone --from SRC --to DST [--partition N [--to-partition M]] [--layout grow-last|proportional|keep] [--verify] [--yes]")
+		fmt.Fprintln(env.stderr, "usage: lifeboat clone --from SRC --to DST [--system] [--new-ids] [--partition N [--to-partition M]] [--layout grow-last|proportional|keep] [--verify] [--yes]")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -51,6 +57,9 @@ func runClone(ctx context.Context, env *cmdEnv, args []string) error {
 	if *from == "" || *to == "" {
 		fs.Usage()
 		return &exitError{code: 2, err: errors.New("--from and --to are required")}
+	}
+	if *sysOnly && (*part != 0 || *sbs) {
+		return &exitError{code: 2, err: errors.New("--system chooses the partitions itself: it does not combine with --partition or --sector-by-sector")}
 	}
 	lay, err := parseLayout(*layout)
 	if err != nil {
@@ -77,6 +86,7 @@ func runClone(ctx context.Context, env *cmdEnv, args []string) error {
 		Source: src, Target: dst, Layout: lay,
 		Partition: *part, ToPartition: *toPart, SectorBySector: *sbs,
 		Verify: *verify, NoDiscard: *noDiscard, Delta: *delta,
+		System: *sysOnly, NewIDs: *newIDs, ScratchDir: *scratch,
 	}
 	if *logPath != "" {
 		abs, _ := filepath.Abs(*logPath)
@@ -99,7 +109,41 @@ func runClone(ctx context.Context, env *cmdEnv, args []string) error {
 	if res.Verified {
 		fmt.Fprintln(log, "Verified: every byte written was read back and matches the source")
 	}
+	if *efiEntry {
+		return addEFIEntry(ctx, log, plan)
+	}
 	return nil
+}
+
+// addEFIEntry adds a firmware boot entry for the copy's fallback loader on
+// its EFI system partition.
+func addEFIEntry(ctx context.Context, log io.Writer, plan *clone.Plan) error {
+	if plan.Target.IsFile {
+		return errors.New("--efi-entry: the target is an image file, which no firmware boots")
+	}
+	part, ok := espNumber(plan)
+	if !ok {
+		return errors.New("--efi-entry: the copy has no EFI system partition")
+	}
+	label := "Lifeboat copy " + plan.Target.Describe()
+	if err := bootfix.AddEntry(ctx, "", plan.Target.Path, part, label, bootfix.FallbackPath); err != nil {
+		return err
+	}
+	fmt.Fprintf(log, "Added the EFI boot entry %q for partition %d of %s\n", label, part, plan.Target.Path)
+	return nil
+}
+
+// espNumber finds the EFI system partition in the planned target table.
+func espNumber(plan *clone.Plan) (int, bool) {
+	if plan.DstTable == nil {
+		return 0, false
+	}
+	for _, p := range plan.DstTable.Partitions {
+		if strings.EqualFold(p.Type, ptable.TypeEFISystem) || p.MBRType == 0xef {
+			return p.Number, true
+		}
+	}
+	return 0, false
 }
 
 // confirm asks the user to type the target's identity. A lone Enter or

@@ -89,10 +89,11 @@ func parseCompression(s string) (repo.Compression, error) {
 }
 
 func runBackup(ctx context.Context, env *cmdEnv, args []string) error {
-	fs := newFlags("backup", env, "backup --from SRC --repo REPO [--partition N] [--tag T]... [--compression fastest|default|better] [--password-file F]")
+	fs := newFlags("backup", env, "backup --from SRC --repo REPO [--system | --partition N] [--tag T]... [--compression fastest|default|better] [--password-file F]")
 	rf := addRepoFlags(fs)
 	from := fs.String("from", "", "disk to back up: a path, an image file, or serial:S, wwn:W, model:M")
 	part := fs.Int("partition", 0, "back up only this partition")
+	sysOnly := fs.Bool("system", false, "back up only the partitions the installed system needs (EFI, BIOS boot, root, /boot, swap...)")
 	comp := fs.String("compression", "default", "fastest, default or better")
 	prog := fs.String("progress", "auto", "progress display: auto, bar, json or none")
 	host := fs.String("host", "", "host name to record (default: this machine's)")
@@ -110,6 +111,9 @@ func runBackup(ctx context.Context, env *cmdEnv, args []string) error {
 	if err != nil {
 		return err
 	}
+	if *sysOnly && *part != 0 {
+		return &exitError{code: 2, err: errors.New("--system and --partition do not go together")}
+	}
 	src, err := resolveDisk(ctx, *from, diskFiles, "source")
 	if err != nil {
 		return err
@@ -124,7 +128,7 @@ func runBackup(ctx context.Context, env *cmdEnv, args []string) error {
 	counters := &progress.Counters{}
 	stop := startProgress(env, *prog, counters)
 	res, err := image.Backup(ctx, image.BackupOptions{
-		Source: src, Partition: *part, Repo: r, RepoPath: repoPath, Tags: tags, Host: *host, Compression: level,
+		Source: src, Partition: *part, System: *sysOnly, Repo: r, RepoPath: repoPath, Tags: tags, Host: *host, Compression: level,
 		PackSize: *packSize,
 	}, counters)
 	stop()
@@ -133,6 +137,9 @@ func runBackup(ctx context.Context, env *cmdEnv, args []string) error {
 			return &exitError{code: 130, err: fmt.Errorf("interrupted: no snapshot was made; the chunks already stored are reused when the backup runs again")}
 		}
 		return err
+	}
+	for _, l := range res.Meta.System {
+		fmt.Fprintln(words, l)
 	}
 	for _, w := range res.Warnings {
 		fmt.Fprintf(words, "Warning: %s\n", w)
@@ -219,13 +226,16 @@ func short(id string) string {
 }
 
 func runRestore(ctx context.Context, env *cmdEnv, args []string) error {
-	fs := newFlags("restore", env, "restore --repo REPO [--snapshot ID|latest] --to DST [--partition N [--to-partition M]] [--layout ...] [--delta] [--verify] [--yes]")
+	fs := newFlags("restore", env, "restore --repo REPO [--snapshot ID|latest] --to DST [--system] [--new-ids] [--partition N [--to-partition M]] [--layout ...] [--delta] [--verify] [--yes]")
 	rf := addRepoFlags(fs)
 	snapID := fs.String("snapshot", "latest", "snapshot id (a unique prefix) or latest")
 	to := fs.String("to", "", "target disk: a path, an image file, or serial:S, wwn:W, model:M")
 	part := fs.Int("partition", 0, "restore only this partition of the snapshot")
 	toPart := fs.Int("to-partition", 0, "into this existing partition of the target")
 	layout := fs.String("layout", string(ptable.LayoutGrowLast), "on a larger target: grow-last, proportional or keep")
+	sysOnly := fs.Bool("system", false, "restore only the partitions the installed system needs, laid out from the start (a --system snapshot does so by itself)")
+	newIDs := fs.Bool("new-ids", false, "give the restored disk new disk/partition GUIDs and file-system UUIDs")
+	scratch := fs.String("scratch-dir", "", "directory for what shrinking a file system on a copy-on-write view writes (default: memory)")
 	delta := fs.Bool("delta", false, "read the target first and write only the chunks that differ")
 	verify := fs.Bool("verify", false, "re-read the target and compare checksums")
 	noDiscard := fs.Bool("no-discard", false, "do not discard the target before writing")
@@ -238,6 +248,9 @@ func runRestore(ctx context.Context, env *cmdEnv, args []string) error {
 	}
 	if *to == "" {
 		return &exitError{code: 2, err: errors.New("--to is required")}
+	}
+	if *sysOnly && *part != 0 {
+		return &exitError{code: 2, err: errors.New("--system and --partition do not go together")}
 	}
 	lay, err := parseLayout(*layout)
 	if err != nil {
@@ -259,6 +272,7 @@ func runRestore(ctx context.Context, env *cmdEnv, args []string) error {
 	plan, _, err := image.PlanRestore(ctx, image.RestoreOptions{
 		Repo: r, Snapshot: snap, Target: dst, Partition: *part, ToPartition: *toPart,
 		Layout: lay, Delta: *delta, Verify: *verify, NoDiscard: *noDiscard, RepoPath: repoPath,
+		System: *sysOnly, NewIDs: *newIDs, ScratchDir: *scratch,
 	})
 	if err != nil {
 		return err

@@ -18,6 +18,7 @@ import (
 	"github.com/lifeboat/lifeboat/engine/fsmap/probe"
 	"github.com/lifeboat/lifeboat/engine/fsmap/raw"
 	"github.com/lifeboat/lifeboat/engine/ptable"
+	"github.com/lifeboat/lifeboat/engine/system"
 )
 
 // Options says what to clone where. Source and Target are resolved by the
@@ -54,6 +55,16 @@ type Options struct {
 	// Delta reads the target and writes only the pieces that differ; the
 	// target is neither discarded nor wiped first.
 	Delta bool
+	// System takes only the partitions the installed operating systems
+	// need (engine/system) and lays them out from the start of the target.
+	System bool
+	// NewIDs gives the copy new disk and partition GUIDs and new file
+	// system UUIDs, and rewrites what names the old ones in a Linux root.
+	NewIDs bool
+	// ScratchDir holds what copy-on-write views of the source write
+	// (shrinking a file system before it is copied); empty keeps it in
+	// memory.
+	ScratchDir string
 }
 
 // Item is one volume to copy.
@@ -71,6 +82,12 @@ type Item struct {
 	grower fsmap.Grower
 	// Action says in words what happens to this volume.
 	Action string
+	// ShrunkFrom is the file system's size on the source when it was
+	// shrunk (on a copy-on-write view) to fit its target; 0 otherwise.
+	ShrunkFrom int64
+	// finish runs on the target volume after the copy and growth, before
+	// the partition table is written (new identities).
+	finish []func(ctx context.Context, v *volume) error
 }
 
 // Plan is a checked clone, ready to run.
@@ -86,16 +103,33 @@ type Plan struct {
 	BootGap  fsmap.Extent
 	Total    int64
 	Warnings []string
+	// System is what --system found, nil without it.
+	System *system.Selection
+	// Fixes says what was changed on copy-on-write views of the source
+	// (boot loader pointers, a fallback loader) or will be changed on the
+	// target (new identities) for the copy to boot.
+	Fixes []string
 
 	src blockdev.Device
+	// read is what the copy reads: the source, with the volumes prepared
+	// on copy-on-write views (shrunk, fixed) read from those views.
+	read *patched
+	// ids are the identities --new-ids changes, for rewriting references.
+	ids []idChange
 }
 
-// Close releases the source.
+// Close releases the source and the copy-on-write views.
 func (p *Plan) Close() error {
 	if p.src == nil {
 		return nil
 	}
-	err := p.src.Close()
+	var err error
+	if p.read != nil {
+		err = p.read.close()
+	}
+	if e := p.src.Close(); err == nil {
+		err = e
+	}
 	p.src = nil
 	return err
 }
@@ -143,6 +177,7 @@ func MakePlan(ctx context.Context, opt Options) (*Plan, error) {
 		}
 		p.src = src
 	}
+	p.read = &patched{Device: p.src}
 	if err := p.plan(ctx); err != nil {
 		p.Close()
 		return nil, err
@@ -259,6 +294,13 @@ func (p *Plan) plan(ctx context.Context) error {
 	}
 	p.SrcTable = tbl
 	p.Warnings = append(p.Warnings, tbl.Warnings()...)
+	if (o.System || o.NewIDs) && (o.SectorBySector || o.Partition != 0 || tbl.Kind == ptable.None) {
+		what := "--system"
+		if !o.System {
+			what = "--new-ids"
+		}
+		return fmt.Errorf("plan clone: %s works on whole disks with a partition table, not with --partition, --sector-by-sector or a disk without a table", what)
+	}
 	switch {
 	case o.SectorBySector:
 		return p.planSectorBySector()
@@ -313,13 +355,48 @@ func (p *Plan) detect(ctx context.Context, off, size int64) (fsmap.FS, []fsmap.E
 
 func (p *Plan) planDisk(ctx context.Context) error {
 	o := p.Opts
-	dst, err := ptable.Plan(p.SrcTable, p.src.Size(), ptable.PlanOptions{
-		TargetSize: o.Target.Size, TargetSectorSize: targetSectorSize(o.Target, p.src), Layout: o.Layout,
-	})
+	if o.System {
+		sel, err := system.Select(ctx, p.src, p.SrcTable)
+		if err != nil {
+			var none *system.NoSystemError
+			if errors.As(err, &none) {
+				return refuse("--system: %v", err)
+			}
+			return fmt.Errorf("--system: %w", err)
+		}
+		p.System = sel
+		p.Warnings = append(p.Warnings, sel.Warnings...)
+	}
+	// Every file system carried is mapped first: a smaller target needs
+	// to know what each one holds.
+	found := map[int]detected{}
+	for _, sp := range p.SrcTable.Partitions {
+		if p.System != nil && !p.System.Has(sp.Number) {
+			continue
+		}
+		fs, ext, err := p.detect(ctx, sp.Start, sp.Size)
+		if err != nil {
+			return partitionError(sp.Number, err)
+		}
+		found[sp.Number] = detected{fs: fs, ext: ext}
+	}
+	popt := ptable.PlanOptions{TargetSize: o.Target.Size, TargetSectorSize: targetSectorSize(o.Target, p.src), Layout: o.Layout}
+	if p.System != nil {
+		popt.Only, popt.Pack = p.System.Numbers(), true
+	}
+	dst, err := ptable.Plan(p.SrcTable, p.src.Size(), popt)
+	var small *ptable.TooSmallError
+	if errors.As(err, &small) {
+		// A smaller target: close the gaps between partitions, and shrink
+		// the file systems that can shrink if that is not enough.
+		if mins := p.minSizes(found); !popt.Pack || len(mins) > 0 {
+			popt.Pack, popt.MinSize = true, mins
+			dst, err = ptable.Plan(p.SrcTable, p.src.Size(), popt)
+		}
+	}
 	if err != nil {
-		var small *ptable.TooSmallError
 		if errors.As(err, &small) {
-			return refuse("the target %s is too small: it holds %s but the layout needs %s (cloning onto a smaller disk is not supported yet)", o.Target.Path, sizeWords(small.Have), sizeWords(small.Need))
+			return p.tooSmall(small, found)
 		}
 		var sec *ptable.SectorSizeError
 		if errors.As(err, &sec) {
@@ -327,13 +404,21 @@ func (p *Plan) planDisk(ctx context.Context) error {
 		}
 		return fmt.Errorf("plan the target's partition table: %w", err)
 	}
+	if o.NewIDs {
+		if err := p.newTableIDs(dst); err != nil {
+			return err
+		}
+	}
 	p.DstTable = dst
 	for _, sp := range p.SrcTable.Partitions {
+		if p.System != nil && !p.System.Has(sp.Number) {
+			continue
+		}
 		dp, ok := dst.Find(sp.Number)
 		if !ok {
 			return fmt.Errorf("plan clone: partition %d has no place on the target", sp.Number)
 		}
-		it, err := p.item(ctx, sp.Number, sp.Start, sp.Size, dp.Number, dp.Start, dp.Size)
+		it, err := p.itemFrom(ctx, found[sp.Number], sp.Number, sp.Start, sp.Size, dp.Number, dp.Start, dp.Size)
 		if err != nil {
 			return partitionError(sp.Number, err)
 		}
@@ -352,6 +437,12 @@ func (p *Plan) planDisk(ctx context.Context) error {
 		} else {
 			p.Warnings = append(p.Warnings, "the gap before the first partition is not copied: the target's first partition starts earlier")
 		}
+	}
+	if err := p.fixBoot(ctx); err != nil {
+		return err
+	}
+	if o.NewIDs {
+		p.planNewFSIDs()
 	}
 	return nil
 }
@@ -412,12 +503,26 @@ func (p *Plan) planPartition(ctx context.Context) error {
 	return nil
 }
 
+// detected is a file system found on the source and its used-block map.
+type detected struct {
+	fs  fsmap.FS
+	ext []fsmap.Extent
+}
+
 // item maps one source volume and decides how it lands on the target.
 func (p *Plan) item(ctx context.Context, num int, srcOff, srcSize int64, toNum int, dstOff, dstSize int64) (Item, error) {
 	fs, ext, err := p.detect(ctx, srcOff, srcSize)
 	if err != nil {
 		return Item{}, err
 	}
+	return p.itemFrom(ctx, detected{fs: fs, ext: ext}, num, srcOff, srcSize, toNum, dstOff, dstSize)
+}
+
+// itemFrom decides how a mapped source volume lands on the target,
+// shrinking its file system on a copy-on-write view when the target
+// partition is smaller than the file system.
+func (p *Plan) itemFrom(ctx context.Context, d detected, num int, srcOff, srcSize int64, toNum int, dstOff, dstSize int64) (Item, error) {
+	fs, ext := d.fs, d.ext
 	info := fs.Info()
 	info.Used = fsmap.Total(ext)
 	it := Item{Number: num, ToNumber: toNum, SrcOff: srcOff, SrcSize: srcSize, DstOff: dstOff, DstSize: dstSize, FS: info, Extents: ext, Copy: info.Used}
@@ -429,7 +534,25 @@ func (p *Plan) item(ctx context.Context, num int, srcOff, srcSize int64, toNum i
 		}
 	}
 	if dstSize < need {
-		return Item{}, refuse("the target for %s holds %s but its %s file system needs %s", volumeName(num), sizeWords(dstSize), info.Type, sizeWords(need))
+		if p.Opts.Partition != 0 || info.Raw {
+			return Item{}, refuse("the target for %s holds %s but its %s file system needs %s", volumeName(num), sizeWords(dstSize), info.Type, sizeWords(need))
+		}
+		shrunk, err := p.shrink(ctx, num, srcOff, srcSize, info, ext, dstSize)
+		if err != nil {
+			return Item{}, err
+		}
+		if dp, ok := p.dstPartition(toNum); ok && info.Type == "ntfs" {
+			// NTFS keeps its backup boot sector in the partition's last
+			// sector (Windows) or in the sector after the volume
+			// (ntfs-3g): the two agree only when the partition ends
+			// right after the volume, which ntfsresize rounded down to
+			// whole clusters.
+			ss := int64(p.DstTable.SectorSize)
+			if n := (shrunk.fs.Info().Size + ss - 1) / ss * ss; n < dp.Size {
+				dp.Size, dstSize = n, n
+			}
+		}
+		return p.itemFrom(ctx, shrunk, num, srcOff, srcSize, toNum, dstOff, dstSize)
 	}
 	if dstSize < srcSize && len(ext) > 0 {
 		// The file system fits, but nothing past the target may be copied.
@@ -445,13 +568,33 @@ func (p *Plan) item(ctx context.Context, num int, srcOff, srcSize int64, toNum i
 			return Item{}, refuse("the %s file system of %s uses %d-byte sectors, which a disk with %d-byte sectors cannot hold (it would not mount)", info.Type, volumeName(num), fss, ts)
 		}
 	}
+	bare := ""
+	if sp, ok := p.SrcTable.Find(num); ok && num != 0 && info.Raw {
+		// These hold no file system by design: copied sector by sector,
+		// with nothing to warn about.
+		switch strings.ToUpper(sp.Type) {
+		case ptable.TypeBIOSBoot:
+			bare = "GRUB's core image"
+		case "E3C9E316-0B5C-4DB8-817D-F92DF00215AE":
+			bare = "Microsoft reserved"
+		}
+	}
+	if bare != "" {
+		info.Warnings = nil
+	}
 	switch {
+	case bare != "":
+		it.Action = "copy every sector (" + bare + ")"
 	case info.Raw:
 		it.Action = "copy every sector (" + info.Type + ")"
 	case info.Type == "swap":
 		it.Action = "copy the swap header (label and UUID kept)"
 	default:
 		it.Action = "copy used blocks"
+	}
+	if from := p.read.shrunkFrom(srcOff); from > 0 {
+		it.ShrunkFrom = from
+		it.Action = fmt.Sprintf("shrink %s from %s to %s on a copy-on-write view of the source (%s rewritten there), then %s", info.Type, disks.HumanBytes(from), disks.HumanBytes(info.Size), disks.HumanBytes(p.read.written(srcOff)), it.Action)
 	}
 	for _, w := range info.Warnings {
 		p.Warnings = append(p.Warnings, fmt.Sprintf("%s: %s", volumeName(num), w))
@@ -473,6 +616,14 @@ func (p *Plan) item(ctx context.Context, num int, srcOff, srcSize int64, toNum i
 		}
 	}
 	return it, nil
+}
+
+// dstPartition returns the planned target partition numbered n.
+func (p *Plan) dstPartition(n int) (*ptable.Partition, bool) {
+	if p.DstTable == nil || n == 0 {
+		return nil, false
+	}
+	return p.DstTable.Find(n)
 }
 
 // partitionError names the partition in an error, unless it is a refusal,
@@ -550,6 +701,8 @@ func (p *Plan) Describe(w io.Writer) {
 		fmt.Fprintf(w, "        partition %d of the target is overwritten; its other partitions are kept\n", p.Opts.ToPartition)
 	case p.Opts.Partition != 0:
 		fmt.Fprintf(w, "        the whole target is overwritten by partition %d of the source\n", p.Opts.Partition)
+	case p.System != nil:
+		fmt.Fprintf(w, "        EVERYTHING on the target is overwritten by the partitions the installed system needs, laid out from the start\n")
 	default:
 		fmt.Fprintf(w, "        EVERYTHING on the target is overwritten\n")
 	}
@@ -572,6 +725,16 @@ func (p *Plan) Describe(w io.Writer) {
 	}
 	if p.BootGap.Len > 0 {
 		fmt.Fprintf(w, "  boot area before the first partition: %s copied verbatim\n", disks.HumanBytes(p.BootGap.Len))
+	}
+	if p.System != nil {
+		fmt.Fprintln(w)
+		p.System.Describe(w)
+	}
+	if len(p.Fixes) > 0 {
+		fmt.Fprintf(w, "\nFor the copy to boot:\n")
+		for _, f := range p.Fixes {
+			fmt.Fprintf(w, "  %s\n", f)
+		}
 	}
 	fmt.Fprintf(w, "\nTo copy: %s\n", sizeWords(p.Total))
 	for _, wn := range p.Warnings {

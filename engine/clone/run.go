@@ -175,7 +175,7 @@ func Run(ctx context.Context, p *Plan, counters *progress.Counters) (*Result, er
 	if chunk <= 0 {
 		chunk = defaultChunk
 	}
-	cp := &copier{src: p.src, dst: tgt, chunk: chunk, workers: workers, counters: counters, sums: o.Verify, delta: o.Delta, dstReader: tgt}
+	cp := &copier{src: p.read, dst: tgt, chunk: chunk, workers: workers, counters: counters, sums: o.Verify, delta: o.Delta, dstReader: tgt}
 	counters.SetPhase(PhaseCopy, spanTotal(spans)+spanTotal(head))
 	touched = true
 	sums, err := cp.run(ctx, spans)
@@ -225,6 +225,16 @@ func Run(ctx context.Context, p *Plan, counters *progress.Counters) (*Result, er
 				return fail(fmt.Errorf("grow the %s file system of %s: %w", it.FS.Type, volumeName(it.Number), err))
 			}
 			counters.Add(1)
+		}
+	}
+
+	for _, it := range p.Items {
+		for _, f := range it.finish {
+			size := it.DstSize
+			v := &volume{Window: blockdev.Sub(tgt, it.DstOff, size), backing: o.Target.Path}
+			if err := f(ctx, v); err != nil {
+				return fail(fmt.Errorf("%s: %w", volumeName(it.Number), err))
+			}
 		}
 	}
 

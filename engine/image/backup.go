@@ -3,9 +3,11 @@ package image
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"runtime"
+	"strings"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -18,6 +20,7 @@ import (
 	"github.com/lifeboat/lifeboat/engine/progress"
 	"github.com/lifeboat/lifeboat/engine/ptable"
 	"github.com/lifeboat/lifeboat/engine/repo"
+	"github.com/lifeboat/lifeboat/engine/system"
 )
 
 // Phases reported through progress.Counters.
@@ -33,7 +36,11 @@ type BackupOptions struct {
 	Source *disks.Disk
 	// Partition backs up one partition; 0 backs up the whole disk.
 	Partition int
-	Repo      *repo.Repo
+	// System backs up only the partitions the installed operating
+	// systems need (engine/system), with the partition table and boot
+	// areas; a restore of such a snapshot restores those partitions.
+	System bool
+	Repo   *repo.Repo
 	// RepoPath is a local repository's directory, so that a repository on
 	// the source disk is refused; empty for network repositories.
 	RepoPath    string
@@ -160,12 +167,30 @@ func planBackup(ctx context.Context, src *blockdev.Disk, opt BackupOptions) (*Me
 	if opt.Partition != 0 {
 		meta.Kind = "partition"
 	}
+	if opt.System && opt.Partition != 0 {
+		return nil, nil, nil, fmt.Errorf("backup: --system and --partition do not go together")
+	}
 	tbl, err := ptable.Read(ctx, src, src.Size(), src.SectorSize())
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("backup: read the partition table of %s: %w", d.Path, err)
 	}
 	meta.Table = string(tbl.Kind)
 	warnings := tbl.Warnings()
+	var sel *system.Selection
+	if opt.System {
+		if sel, err = system.Select(ctx, src, tbl); err != nil {
+			var none *system.NoSystemError
+			if errors.As(err, &none) {
+				return nil, nil, nil, &clone.RefusedError{Reason: "--system: " + err.Error()}
+			}
+			return nil, nil, nil, fmt.Errorf("backup: --system: %w", err)
+		}
+		meta.Kind = "system"
+		var b strings.Builder
+		sel.Describe(&b)
+		meta.System = strings.Split(strings.TrimSpace(b.String()), "\n")
+		warnings = append(warnings, sel.Warnings...)
+	}
 	var regions []plannedRegion
 	if tbl.Kind != ptable.None {
 		areas := tbl.MetadataExtents(src.Size())
@@ -192,6 +217,9 @@ func planBackup(ctx context.Context, src *blockdev.Disk, opt BackupOptions) (*Me
 		vols = append(vols, vol{num: 0, off: 0, size: src.Size()})
 	} else {
 		for _, p := range tbl.Partitions {
+			if sel != nil && !sel.Has(p.Number) {
+				continue
+			}
 			if opt.Partition == 0 || p.Number == opt.Partition {
 				vols = append(vols, vol{num: p.Number, off: p.Start, size: p.Size, p: p})
 			}

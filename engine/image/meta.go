@@ -22,7 +22,8 @@ const MetaVersion = 1
 // snapshot manifest's meta field.
 type Meta struct {
 	Version int `json:"version"`
-	// Kind is "disk" for a whole disk, "partition" for one partition.
+	// Kind is "disk" for a whole disk, "partition" for one partition,
+	// "system" for the partitions an installed system needs (--system).
 	Kind      string     `json:"kind"`
 	Partition int        `json:"partition,omitempty"`
 	Source    SourceInfo `json:"source"`
@@ -33,6 +34,9 @@ type Meta struct {
 	Used int64 `json:"used"`
 	// Added is the number of bytes this snapshot added to the repository.
 	Added int64 `json:"added"`
+	// System says, for a "system" snapshot, which partitions were taken
+	// and left out and why, one line each.
+	System []string `json:"system,omitempty"`
 }
 
 // SourceInfo identifies the disk a snapshot was taken of.

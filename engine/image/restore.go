@@ -53,6 +53,14 @@ type RestoreOptions struct {
 	Layout                 ptable.Layout
 	Delta, Verify          bool
 	NoDiscard              bool
+	// System restores only the partitions the installed system needs;
+	// a snapshot made with --system restores that way by itself.
+	System bool
+	// NewIDs gives the restored disk new GUIDs and file-system UUIDs.
+	NewIDs bool
+	// ScratchDir holds what copy-on-write views of the snapshot write
+	// (shrinking onto a smaller disk); empty keeps it in memory.
+	ScratchDir string
 	// RepoPath is a local repository's directory: the target may not hold it.
 	RepoPath string
 	Protect  []string
@@ -91,6 +99,7 @@ func PlanRestore(ctx context.Context, opt RestoreOptions) (*clone.Plan, *Meta, e
 		Source: src, SourceDev: vd, SourceLabel: Describe(opt.Snapshot, meta),
 		Target: opt.Target, Layout: opt.Layout, Partition: part, ToPartition: opt.ToPartition,
 		Verify: opt.Verify, Delta: opt.Delta, NoDiscard: opt.NoDiscard, Protect: protect, SysRoot: opt.SysRoot,
+		System: (opt.System || meta.Kind == "system") && part == 0, NewIDs: opt.NewIDs, ScratchDir: opt.ScratchDir,
 	})
 	if err != nil {
 		return nil, nil, err
@@ -113,6 +122,9 @@ func Describe(s *repo.Snapshot, m *Meta) string {
 		fmt.Fprintf(&b, ", from %s %s (%d bytes)", what, disks.HumanBytes(m.Source.Size), m.Source.Size)
 		if m.Kind == "partition" {
 			fmt.Fprintf(&b, ", partition %d only", m.Partition)
+		}
+		if m.Kind == "system" {
+			b.WriteString(", the installed system's partitions only")
 		}
 	}
 	if s.Host != "" {

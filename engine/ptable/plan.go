@@ -34,6 +34,19 @@ type PlanOptions struct {
 	// chooses (moved starts, grown ends); 1 MiB when 0. A partition that
 	// need not move is never moved to align it.
 	Align int64
+	// Only, when not empty, lists the partitions to carry by number; the
+	// others are left off the target's table.
+	Only []int
+	// Pack lays the partitions out one after the other from the start of
+	// the disk, in their order on the source, each aligned (the first
+	// keeps its start when it can), before Layout shares out what is left.
+	Pack bool
+	// MinSize gives, with Pack, the partitions that may shrink (by number)
+	// and the smallest size that holds each one's content. When the packed
+	// layout does not fit the target, these partitions give up the bytes
+	// that are missing, each in proportion to its room to shrink (its size
+	// less its minimum); the others keep their sizes.
+	MinSize map[int]int64
 }
 
 // TooSmallError is returned by Plan when the target cannot hold the source
@@ -149,6 +162,14 @@ func Plan(src *Table, srcDiskSize int64, opt PlanOptions) (*Table, error) {
 	t.SectorSize = to
 	ss := int64(to)
 	limit := t.usableEnd(opt.TargetSize)
+	if len(opt.Only) > 0 {
+		if err := t.keepOnly(opt.Only); err != nil {
+			return nil, err
+		}
+	}
+	if opt.Pack {
+		return t.planPacked(opt, limit, align)
+	}
 
 	// The smallest target that holds the layout unchanged.
 	var end int64
@@ -169,6 +190,13 @@ func Plan(src *Table, srcDiskSize int64, opt PlanOptions) (*Table, error) {
 		return nil, &TooSmallError{Need: need, Have: opt.TargetSize}
 	}
 
+	return t.finish(opt, layout, limit, srcLimit, align)
+}
+
+// finish grows the layout as asked, fits the extended container and the GPT
+// usable area to the target, and checks the result.
+func (t *Table) finish(opt PlanOptions, layout Layout, limit, srcLimit, align int64) (*Table, error) {
+	ss := int64(t.SectorSize)
 	switch layout {
 	case LayoutGrowLast:
 		t.growLast(limit, align)
@@ -208,6 +236,33 @@ func Plan(src *Table, srcDiskSize int64, opt PlanOptions) (*Table, error) {
 		return nil, fmt.Errorf("plan partition table: planned layout is invalid: %w", err)
 	}
 	return t, nil
+}
+
+// planPacked is Plan for opt.Pack: pack, shrink what may shrink when the
+// target is too small, else grow as the layout says.
+func (t *Table) planPacked(opt PlanOptions, limit, align int64) (*Table, error) {
+	before := map[int]int64{}
+	for _, p := range t.Partitions {
+		before[p.Number] = p.Size
+	}
+	if err := t.shrinkToFit(limit, align, opt.MinSize, opt.TargetSize-limit); err != nil {
+		return nil, err
+	}
+	layout := opt.Layout
+	var end int64
+	shrunk := false
+	for _, p := range t.Partitions {
+		end = max(end, p.End())
+		shrunk = shrunk || p.Size < before[p.Number]
+	}
+	if t.Extended != nil {
+		end = max(end, t.Extended.End())
+	}
+	if shrunk || layout == "" {
+		// A shrunk layout already fills the target.
+		layout = LayoutKeep
+	}
+	return t.finish(opt, layout, limit, end, align)
 }
 
 func orZero(p *Partition) *Partition {
