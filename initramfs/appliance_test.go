@@ -2,16 +2,21 @@ package initramfs_test
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/binary"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/klauspost/compress/zstd"
+	"github.com/u-root/u-root/pkg/cpio"
 
 	"github.com/lifeboat/lifeboat/initramfs"
 	"github.com/lifeboat/lifeboat/internal/testdisk"
@@ -44,12 +49,58 @@ func netboot(t *testing.T) *initramfs.Report {
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 		defer cancel()
-		buildRep, buildErr = initramfs.Build(ctx, initramfs.Config{OutDir: buildDir, Version: "test-1"})
+		var fwDirs []string
+		if fwDirs, buildErr = firmwareDirs(buildDir); buildErr != nil {
+			return
+		}
+		buildRep, buildErr = initramfs.Build(ctx, initramfs.Config{OutDir: filepath.Join(buildDir, "out"), Version: "test-1", FirmwareDirs: fwDirs})
 	})
 	if buildErr != nil {
 		t.Fatalf("build netboot pair: %v", buildErr)
 	}
 	return buildRep
+}
+
+// fakeFirmware is a firmware file r8169 names (the RTL8168h NICs'), put in
+// a firmware directory searched before the host's so the build must carry
+// it: a host without firmware-realtek still shows the carrying works.
+const (
+	fakeFirmware        = "rtl_nic/rtl8168h-2.fw"
+	fakeFirmwareContent = "lifeboat test firmware for r8169\n"
+)
+
+// firmwareDirs makes dir/firmware holding fakeFirmware and returns it
+// before the host kernel's own firmware directories.
+func firmwareDirs(dir string) ([]string, error) {
+	release, err := hostRelease()
+	if err != nil {
+		return nil, err
+	}
+	fw := filepath.Join(dir, "firmware")
+	if err := os.MkdirAll(filepath.Join(fw, filepath.Dir(fakeFirmware)), 0o755); err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(filepath.Join(fw, fakeFirmware), []byte(fakeFirmwareContent), 0o644); err != nil {
+		return nil, err
+	}
+	return append([]string{fw}, initramfs.DefaultFirmwareDirs("/", release)...), nil
+}
+
+func hostRelease() (string, error) {
+	k, err := initramfs.DefaultKernel("/boot")
+	if err != nil {
+		return "", err
+	}
+	f, err := os.Open(k)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return "", err
+	}
+	return initramfs.KernelVersion(f, st.Size())
 }
 
 func TestMain(m *testing.M) {
@@ -173,8 +224,10 @@ func TestBootReady(t *testing.T) {
 	// shows it evaluates what it reads (the console's echo of the typed
 	// line holds no 42), and e2fsck -V that the carried tools find their
 	// libraries.
+	// /dev/fuse is there because fuse is in lifeboat.load: loading by
+	// modalias never asks for it.
 	lines, hit, _ := qemuTalk(t, rep, "", nil, []string{"LIFEBOAT-READY"}, time.Second,
-		"echo SHELL-$((6*7)); e2fsck -V 2>&1 | head -n 1; echo TOOLS-$((7*6))", "TOOLS-42")
+		"echo SHELL-$((6*7)); e2fsck -V 2>&1 | head -n 1; [ -c /dev/fuse ] && echo FUSE-$((2*21)); echo TOOLS-$((7*6))", "TOOLS-42")
 	if strings.TrimSpace(hit) != "LIFEBOAT-READY test-1" {
 		t.Errorf("ready line %q, want \"LIFEBOAT-READY test-1\"", hit)
 	}
@@ -186,6 +239,9 @@ func TestBootReady(t *testing.T) {
 	}
 	if !strings.Contains(all, "SHELL-42") || !strings.Contains(all, "e2fsck 1.") {
 		t.Errorf("the shell did not run the typed commands; console:\n%s", tail(lines, 40))
+	}
+	if !strings.Contains(all, "module fuse loaded") || !strings.Contains(all, "FUSE-42") {
+		t.Errorf("fuse was not loaded at boot, or /dev/fuse is not a character device; console:\n%s", tail(lines, 80))
 	}
 	t.Logf("console, last lines:\n%s", tail(lines, 12))
 }
@@ -235,4 +291,87 @@ func TestBootCloneJob(t *testing.T) {
 	if fsBytes <= fx.Parts[0].Size || fsBytes > p.Size {
 		t.Errorf("ext4 on the target is %d bytes: not grown into the %d-byte partition (source %d)", fsBytes, p.Size, fx.Parts[0].Size)
 	}
+}
+
+// TestFirmwareInInitramfs reads the built initramfs back: the fake r8169
+// firmware is at its path under /lib/firmware, and so is every firmware
+// file a carried module names (modinfo's list) that the host has.
+func TestFirmwareInInitramfs(t *testing.T) {
+	rep := netboot(t)
+	testenv.RequireTools(t, "modinfo")
+	ar := readInitramfs(t, rep.InitramfsOut)
+	if got := fileIn(t, ar, "lib/firmware/"+fakeFirmware); got != fakeFirmwareContent {
+		t.Errorf("/lib/firmware/%s in the initramfs holds %q, want the test firmware", fakeFirmware, got)
+	}
+	if !slices.Contains(rep.Firmware, fakeFirmware) {
+		t.Errorf("report lists firmware %q, without %s", rep.Firmware, fakeFirmware)
+	}
+	hostDirs := initramfs.DefaultFirmwareDirs("/", rep.KernelVersion)
+	checked := 0
+	for _, m := range rep.Modules {
+		name := strings.SplitN(filepath.Base(m), ".ko", 2)[0]
+		out, err := exec.Command("modinfo", "-k", rep.KernelVersion, "-F", "firmware", name).Output()
+		if err != nil {
+			t.Fatalf("modinfo %s: %v", name, err)
+		}
+		for _, fw := range strings.Fields(string(out)) {
+			if !onHost(hostDirs, fw) {
+				continue
+			}
+			checked++
+			if _, ok := ar.Get("lib/firmware/" + fw); !ok {
+				t.Errorf("the host has firmware %s, which %s names, but the initramfs lacks it", fw, m)
+			}
+		}
+	}
+	t.Logf("firmware carried: %d files, %d bytes; %d host files named by carried modules checked", len(rep.Firmware), rep.FirmwareBytes, checked)
+}
+
+func onHost(dirs []string, name string) bool {
+	for _, d := range dirs {
+		for _, suffix := range []string{"", ".zst", ".xz"} {
+			if st, err := os.Stat(filepath.Join(d, name+suffix)); err == nil && st.Mode().IsRegular() {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// readInitramfs decompresses the zstd initramfs and indexes its newc
+// records.
+func readInitramfs(t *testing.T, path string) *cpio.Archive {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	zr, err := zstd.NewReader(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer zr.Close()
+	b, err := io.ReadAll(zr)
+	if err != nil {
+		t.Fatalf("decompress %s: %v", path, err)
+	}
+	ar, err := cpio.ArchiveFromReader(cpio.Newc.Reader(bytes.NewReader(b)))
+	if err != nil {
+		t.Fatalf("read the cpio in %s: %v", path, err)
+	}
+	return ar
+}
+
+func fileIn(t *testing.T, ar *cpio.Archive, name string) string {
+	t.Helper()
+	r, ok := ar.Get(name)
+	if !ok {
+		t.Fatalf("no %s in the initramfs", name)
+	}
+	b, err := io.ReadAll(io.NewSectionReader(r.ReaderAt, 0, int64(r.FileSize)))
+	if err != nil {
+		t.Fatalf("read %s from the initramfs: %v", name, err)
+	}
+	return string(b)
 }

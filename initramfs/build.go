@@ -20,16 +20,20 @@ import (
 
 // DefaultModules are the drivers the appliance carries: storage
 // controllers and disks, the file systems the engine reads, grows or
-// mounts, loop and nbd, network cards, the EFI variable file system and a
-// hardware RNG. Their dependencies and soft dependencies come along.
+// mounts, loop, nbd and device-mapper snapshots, network cards, the EFI
+// variable file system and a hardware RNG. Their dependencies and soft
+// dependencies come along, and the firmware they name that the build host
+// has.
 var DefaultModules = []string{
 	// storage
 	"virtio_blk", "virtio_pci", "virtio_scsi", "nvme", "ahci", "vmd", "sd_mod", "sr_mod",
 	"usb_storage", "uas", "xhci_pci", "ehci_pci", "mmc_block", "sdhci_pci", "sdhci_acpi",
 	// file systems
 	"ext4", "vfat", "exfat", "xfs", "btrfs", "fuse", "isofs", "nls_cp437", "nls_iso8859_1", "nls_utf8",
-	// block helpers
-	"loop", "nbd",
+	// block helpers: loop and nbd for images and network disks;
+	// dm-snapshot (with dm-mod) for copy-on-write views of a disk, not
+	// loaded at boot (the copy-on-write overlay goes through FUSE)
+	"loop", "nbd", "dm_snapshot",
 	// network
 	"virtio_net", "e1000", "e1000e", "igb", "r8169",
 	// common USB network adapters
@@ -78,6 +82,10 @@ type Config struct {
 	SourceDir string
 	// Version is stamped into the lifeboat binary (main.version).
 	Version string
+	// FirmwareDirs are searched, in order, for the firmware files the
+	// carried modules name; nil is the kernel's own search path under
+	// ModulesRoot (DefaultFirmwareDirs).
+	FirmwareDirs []string
 	// Modules, Tools and Commands default to DefaultModules,
 	// DefaultTools and DefaultCommands.
 	Modules, Tools, Commands []string
@@ -94,6 +102,13 @@ type Report struct {
 	// as modules (built in, or absent).
 	Modules, Missing []string
 	ModulesBytes     int64
+	// Firmware are the firmware files carried, relative to
+	// lib/firmware, FirmwareBytes their size; FirmwareMissing maps each
+	// carried module to the firmware files it names that the host lacks
+	// (Debian's firmware-* packages have most).
+	Firmware        []string
+	FirmwareBytes   int64
+	FirmwareMissing map[string][]string
 	// Tools and Libraries are host paths of the programs and the shared
 	// libraries (with the dynamic loader) they need.
 	Tools, Libraries []string
@@ -166,6 +181,7 @@ func Build(ctx context.Context, cfg Config) (*Report, error) {
 		return nil, err
 	}
 	fmt.Fprintf(cfg.Log, "modules: %d files, %d bytes\n", len(rep.Modules), rep.ModulesBytes)
+	fmt.Fprintf(cfg.Log, "firmware: %d files, %d bytes; %d named files not on the host\n", len(rep.Firmware), rep.FirmwareBytes, rep.missingFirmware())
 	if err := stageTools(cfg, rep, stage); err != nil {
 		return nil, err
 	}
@@ -353,4 +369,36 @@ func (r *Report) WriteText(w io.Writer) {
 	if len(r.Missing) > 0 {
 		fmt.Fprintf(w, "built in or absent: %s\n", strings.Join(r.Missing, " "))
 	}
+	fmt.Fprintf(w, "firmware   %d files, %s\n", len(r.Firmware), mib(r.FirmwareBytes))
+	if n := r.missingFirmware(); n > 0 {
+		// A count per module: the names run to hundreds for some
+		// drivers, and the module tells which firmware package to add.
+		mods := make([]string, 0, len(r.FirmwareMissing))
+		for m := range r.FirmwareMissing {
+			mods = append(mods, m)
+		}
+		sort.Strings(mods)
+		var per []string
+		for _, m := range mods {
+			names := r.FirmwareMissing[m]
+			if len(names) <= 3 {
+				per = append(per, fmt.Sprintf("%s (%s)", m, strings.Join(names, " ")))
+			} else {
+				per = append(per, fmt.Sprintf("%s (%d)", m, len(names)))
+			}
+		}
+		fmt.Fprintf(w, "firmware the host lacks: %d files, named by %s\n", n, strings.Join(per, ", "))
+	}
+}
+
+// missingFirmware counts the firmware files named by carried modules that
+// were not found, each once.
+func (r *Report) missingFirmware() int {
+	seen := map[string]bool{}
+	for _, names := range r.FirmwareMissing {
+		for _, n := range names {
+			seen[n] = true
+		}
+	}
+	return len(seen)
 }

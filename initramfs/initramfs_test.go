@@ -3,12 +3,18 @@ package initramfs
 import (
 	"bytes"
 	"encoding/binary"
+	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 
+	"github.com/klauspost/compress/zstd"
+	"github.com/ulikunitz/xz"
+
+	"github.com/lifeboat/lifeboat/initramfs/modinfo"
 	"github.com/lifeboat/lifeboat/internal/testenv"
 )
 
@@ -141,5 +147,127 @@ func TestStageModulesFromHost(t *testing.T) {
 	load, err := os.ReadFile(filepath.Join(dir, BootList))
 	if err != nil || strings.TrimSpace(string(load)) != "ext4" {
 		t.Errorf("%s = %q, %v; want only ext4 of the boot modules", BootList, load, err)
+	}
+}
+
+// hostModule returns the host kernel's release and the path of module name,
+// or skips when the host has no Debian kernel with it.
+func hostModule(t *testing.T, name string) (release, file string) {
+	t.Helper()
+	k, err := DefaultKernel("/boot")
+	if err != nil {
+		testenv.Skip(t, "needs a kernel in /boot (apt-get install linux-image-amd64)")
+	}
+	v, _, err := kernelInfo(k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dep, err := os.ReadFile(filepath.Join("/lib/modules", v, "modules.dep"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(dep), "\n") {
+		rel, _, _ := strings.Cut(line, ":")
+		if moduleName(rel) == name {
+			return v, filepath.Join("/lib/modules", v, rel)
+		}
+	}
+	t.Fatalf("kernel %s has no module %s", v, name)
+	return "", ""
+}
+
+// TestStageFirmware carries r8169 with firmware directories holding some
+// of the files it names: plain, zstd- and xz-compressed, and one in two
+// directories, of which the first wins.
+func TestStageFirmware(t *testing.T) {
+	v, file := hostModule(t, "r8169")
+	names, err := modinfo.FileValues(file, "firmware")
+	if err != nil || len(names) < 4 {
+		t.Fatalf("r8169 names %q, %v; want several firmware files", names, err)
+	}
+	first, second := t.TempDir(), t.TempDir()
+	put := func(dir, name, content string) {
+		p := filepath.Join(dir, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := map[string]string{}
+	for i, n := range names[:3] {
+		want[n] = strings.Repeat("firmware "+n+"\n", 100+i)
+	}
+	put(first, names[0], want[names[0]])
+	put(second, names[0], "the second directory's copy, which the kernel would not read")
+	put(second, names[1]+".zst", compress(t, "zst", want[names[1]]))
+	put(second, names[2]+".xz", compress(t, "xz", want[names[2]]))
+
+	stage := t.TempDir()
+	rep := &Report{KernelVersion: v}
+	cfg := Config{ModulesRoot: "/", Modules: []string{"r8169"}, FirmwareDirs: []string{first, second}}
+	if err := stageModules(cfg, rep, stage); err != nil {
+		t.Fatal(err)
+	}
+	var size int64
+	for n, content := range want {
+		b, err := os.ReadFile(filepath.Join(stage, "lib", "firmware", n))
+		if err != nil || string(b) != content {
+			t.Errorf("firmware %s staged as %q, %v; want the first directory's, decompressed", n, b, err)
+		}
+		size += int64(len(content))
+	}
+	if len(rep.Firmware) != 3 || rep.FirmwareBytes != size {
+		t.Errorf("report: firmware %q, %d bytes; want the 3 files, %d bytes", rep.Firmware, rep.FirmwareBytes, size)
+	}
+	if got := rep.FirmwareMissing["r8169"]; !slices.Equal(got, sortedCopy(names[3:])) {
+		t.Errorf("missing for r8169 = %q, want %q", got, names[3:])
+	}
+	var text bytes.Buffer
+	rep.WriteText(&text)
+	if !strings.Contains(text.String(), fmt.Sprintf("firmware the host lacks: %d files, named by r8169 (%d)", len(names)-3, len(names)-3)) {
+		t.Errorf("report text does not count the missing firmware:\n%s", text.String())
+	}
+}
+
+// compress returns s as the zstd or xz tools would write it; the kernel's
+// xz decoder wants CRC32 checks, as kernel builds make them.
+func compress(t *testing.T, kind, s string) string {
+	t.Helper()
+	var buf bytes.Buffer
+	var w io.WriteCloser
+	var err error
+	if kind == "zst" {
+		w, err = zstd.NewWriter(&buf)
+	} else {
+		w, err = xz.WriterConfig{CheckSum: xz.CRC32}.NewWriter(&buf)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.WriteString(w, s); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return buf.String()
+}
+
+func sortedCopy(s []string) []string {
+	c := slices.Clone(s)
+	slices.Sort(c)
+	return c
+}
+
+func TestValidFirmwareName(t *testing.T) {
+	for name, ok := range map[string]bool{
+		"rtl_nic/rtl8168h-2.fw": true, "iwlwifi-cc-a0-77.ucode": true,
+		"": false, "/etc/shadow": false, "../x": false, "a/../../x": false, "a//b": false, "a/./b": false, "a/": false, "a\x00b": false,
+	} {
+		if validFirmwareName(name) != ok {
+			t.Errorf("validFirmwareName(%q) = %v, want %v", name, !ok, ok)
+		}
 	}
 }

@@ -20,7 +20,8 @@ const BootList = "lifeboat.load"
 
 // stageModules copies the requested modules with their dependencies and
 // soft dependencies into stage/lib/modules/<version>, with modules.dep,
-// modules.alias and modules.softdep cut down to what is carried.
+// modules.alias and modules.softdep cut down to what is carried, and the
+// firmware files they name that the host has into stage/lib/firmware.
 func stageModules(cfg Config, rep *Report, stage string) error {
 	src := filepath.Join(cfg.ModulesRoot, "lib", "modules", rep.KernelVersion)
 	ix := kmod.NewIndex()
@@ -62,6 +63,13 @@ func stageModules(cfg Config, rep *Report, stage string) error {
 		if err := os.WriteFile(filepath.Join(dst, f.name), buf.Bytes(), 0o644); err != nil {
 			return fmt.Errorf("write %s: %w", f.name, err)
 		}
+	}
+	fwDirs := cfg.FirmwareDirs
+	if fwDirs == nil {
+		fwDirs = DefaultFirmwareDirs(cfg.ModulesRoot, rep.KernelVersion)
+	}
+	if err := stageFirmware(fwDirs, rep, dst, stage); err != nil {
+		return err
 	}
 	var boot []string
 	for _, m := range BootModules {

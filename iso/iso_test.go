@@ -28,10 +28,18 @@ const (
 	ovmfCodeMS = "/usr/share/OVMF/OVMF_CODE_4M.ms.fd"
 	ovmfVarsMS = "/usr/share/OVMF/OVMF_VARS_4M.ms.fd"
 	// ipxeROM is QEMU's default virtio-net option ROM (ipxe-qemu): iPXE
-	// for both BIOS and UEFI. The test leaves it QEMU's default rather
-	// than naming it with romfile=: under SeaBIOS, QEMU 7.2 then runs no
-	// option ROM at all.
+	// for BIOS and UEFI in one file. Its PCI data structures name the
+	// modern virtio-net device, 1af4:1041. QEMU patches the IDs to the
+	// device's only in the ROM it picks itself; a ROM named with romfile=
+	// is used as it is, and SeaBIOS runs no ROM whose IDs differ from the
+	// device's, so a virtio-net-pci that is transitional (1af4:1000, the
+	// default on i440fx) boots nothing from it. disable-legacy=on makes the
+	// device 1af4:1041.
 	ipxeROM = "/usr/lib/ipxe/qemu/efi-virtio.rom"
+	// grubNet is Debian's signed network GRUB; its built-in prefix is
+	// /grub on the TFTP server it came from.
+	grubNet = "/usr/lib/grub/x86_64-efi-signed/grubnetx64.efi.signed"
+	shim    = "/usr/lib/shim/shimx64.efi.signed"
 )
 
 var (
@@ -160,6 +168,30 @@ func writableCopy(t *testing.T, src string) string {
 	return dst
 }
 
+// grubTFTP lays out a TFTP root for GRUB netboot as docs/BOOT.md tells
+// users to: Debian's network GRUB as grubnetx64.efi and, for Secure Boot,
+// as grubx64.efi beside shimx64.efi, with the netboot directory as grub/,
+// where that GRUB's built-in config looks for grub.cfg.
+func grubTFTP(t *testing.T, netDir string) string {
+	t.Helper()
+	needFiles(t, "grub-efi-amd64-signed", grubNet)
+	needFiles(t, "shim-signed", shim)
+	dir := t.TempDir()
+	for name, src := range map[string]string{"grubnetx64.efi": grubNet, "grubx64.efi": grubNet, "shimx64.efi": shim} {
+		b, err := os.ReadFile(src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, name), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Symlink(netDir, filepath.Join(dir, "grub")); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
 func needFiles(t *testing.T, pkg string, paths ...string) {
 	t.Helper()
 	for _, p := range paths {
@@ -188,29 +220,49 @@ func TestBoot(t *testing.T) {
 		return []string{"-drive", "if=pflash,format=raw,readonly=on,file=" + ovmfCode,
 			"-drive", "if=pflash,format=raw,file=" + writableCopy(t, ovmfVars)}
 	}
-	pxe := func(t *testing.T) []string {
-		needFiles(t, "ipxe-qemu", ipxeROM)
-		return []string{"-netdev", "user,id=n0,tftp=" + a.netDir + ",bootfile=" + iso.IPXEScript,
-			"-device", "virtio-net-pci,netdev=n0,bootindex=1"}
+	// tftp serves dir with bootfile as the DHCP boot file name, through
+	// iPXE's option ROM or, with rom false, the firmware's own PXE.
+	tftp := func(t *testing.T, dir, bootfile string, rom bool) []string {
+		nic := "virtio-net-pci,netdev=n0,bootindex=1,romfile="
+		if rom {
+			needFiles(t, "ipxe-qemu", ipxeROM)
+			nic += ipxeROM + ",disable-legacy=on"
+		}
+		return []string{"-netdev", "user,id=n0,tftp=" + dir + ",bootfile=" + bootfile, "-device", nic}
 	}
+	secureBoot := func(t *testing.T) []string {
+		needFiles(t, "ovmf", ovmfCodeMS, ovmfVarsMS)
+		return []string{"-machine", "q35,smm=on", "-global", "driver=cfi.pflash01,property=secure,value=on",
+			"-drive", "if=pflash,format=raw,readonly=on,file=" + ovmfCodeMS,
+			"-drive", "if=pflash,format=raw,file=" + writableCopy(t, ovmfVarsMS)}
+	}
+	ipxe := func(t *testing.T) []string { return tftp(t, a.netDir, iso.IPXEScript, true) }
+	grubLoading := "Loading Lifeboat from (tftp,10.0.2.2)/grub..."
 	cases := []struct {
 		name string
 		args func(t *testing.T) []string
-		// console must appear before the ready line.
-		console string
+		// console lines must appear before the ready line.
+		console []string
 	}{
-		{"bios-cd", func(t *testing.T) []string { return []string{"-cdrom", img} }, "SeaBIOS"},
-		{"bios-usb-disk", func(t *testing.T) []string { return asDisk("ide") }, "Booting from Hard Disk"},
-		{"uefi-cd", func(t *testing.T) []string { return append(uefi(t), "-cdrom", img) }, "secureboot: Secure boot disabled"},
-		{"uefi-usb-disk", func(t *testing.T) []string { return append(uefi(t), asDisk("virtio")...) }, "secureboot: Secure boot disabled"},
-		{"uefi-secureboot-cd", func(t *testing.T) []string {
-			needFiles(t, "ovmf", ovmfCodeMS, ovmfVarsMS)
-			return []string{"-machine", "q35,smm=on", "-global", "driver=cfi.pflash01,property=secure,value=on",
-				"-drive", "if=pflash,format=raw,readonly=on,file=" + ovmfCodeMS,
-				"-drive", "if=pflash,format=raw,file=" + writableCopy(t, ovmfVarsMS), "-cdrom", img}
-		}, "secureboot: Secure boot enabled"},
-		{"bios-pxe-ipxe", pxe, iso.IPXEScript + "... ok"},
-		{"uefi-pxe-ipxe", func(t *testing.T) []string { return append(uefi(t), pxe(t)...) }, "secureboot: Secure boot disabled"},
+		{"bios-cd", func(t *testing.T) []string { return []string{"-cdrom", img} }, []string{"SeaBIOS"}},
+		{"bios-usb-disk", func(t *testing.T) []string { return asDisk("ide") }, []string{"Booting from Hard Disk"}},
+		{"uefi-cd", func(t *testing.T) []string { return append(uefi(t), "-cdrom", img) }, []string{"secureboot: Secure boot disabled"}},
+		{"uefi-usb-disk", func(t *testing.T) []string { return append(uefi(t), asDisk("virtio")...) }, []string{"secureboot: Secure boot disabled"}},
+		{"uefi-secureboot-cd", func(t *testing.T) []string { return append(secureBoot(t), "-cdrom", img) }, []string{"secureboot: Secure boot enabled"}},
+		{"bios-pxe-ipxe", ipxe, []string{"iPXE (PCI 00:03.0) starting execution", iso.IPXEScript + "... ok"}},
+		{"uefi-pxe-ipxe", func(t *testing.T) []string { return append(uefi(t), ipxe(t)...) }, []string{"secureboot: Secure boot disabled"}},
+		// iPXE's UEFI driver fetches Debian's network GRUB, which reads
+		// grub/grub.cfg from the same server.
+		{"uefi-pxe-grub", func(t *testing.T) []string {
+			return append(uefi(t), tftp(t, grubTFTP(t, a.netDir), "grubnetx64.efi", true)...)
+		}, []string{"Welcome to GRUB!", grubLoading, "secureboot: Secure boot disabled"}},
+		// The firmware's own PXE fetches shim, shim fetches grubx64.efi
+		// (the network GRUB) next to itself and verifies it. Not through
+		// iPXE: Debian 12's iPXE, as a UEFI PXE base code, misreports the
+		// file's size to shim, which then rejects GRUB as malformed.
+		{"uefi-secureboot-pxe-shim-grub", func(t *testing.T) []string {
+			return append(secureBoot(t), tftp(t, grubTFTP(t, a.netDir), "shimx64.efi", false)...)
+		}, []string{"Fetching Netboot Image grubx64.efi", grubLoading, "secureboot: Secure boot enabled"}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -219,8 +271,11 @@ func TestBoot(t *testing.T) {
 			if strings.TrimSpace(res.Ready) != "LIFEBOAT-READY test-iso" {
 				t.Errorf("ready line %q, want \"LIFEBOAT-READY test-iso\"", res.Ready)
 			}
-			if !strings.Contains(strings.Join(res.Lines, "\n"), c.console) {
-				t.Errorf("no %q on the console before the ready line; console:\n%s", c.console, tail(res.Lines, 80))
+			all := strings.Join(res.Lines, "\n")
+			for _, want := range c.console {
+				if !strings.Contains(all, want) {
+					t.Errorf("no %q on the console before the ready line; console:\n%s", want, tail(res.Lines, 80))
+				}
 			}
 			t.Logf("%s: power-on to LIFEBOAT-READY in %.1f s (TCG)", c.name, res.Elapsed.Seconds())
 		})

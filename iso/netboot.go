@@ -17,6 +17,13 @@ const (
 // the directory holding vmlinuz and initramfs.img, and returns their paths.
 // Both name the pair relative to themselves, so dir can be served as it is
 // by TFTP or HTTP under any path. appendLine empty means DefaultAppend.
+//
+// Debian's signed network GRUB (grubnetx64.efi.signed) looks for its
+// config at the fixed prefix /grub of the TFTP server it was loaded from:
+// (tftp,SERVER)/grub/x86_64-efi/grub.cfg, else (tftp,SERVER)/grub/grub.cfg.
+// So dir is served as the TFTP root's grub/ directory, beside the GRUB
+// image (or shimx64.efi.signed with that GRUB renamed grubx64.efi, for
+// Secure Boot).
 func WriteNetboot(dir, appendLine string) (ipxe, grubCfg string, err error) {
 	if appendLine == "" {
 		appendLine = DefaultAppend
@@ -28,14 +35,17 @@ func WriteNetboot(dir, appendLine string) (ipxe, grubCfg string, err error) {
 	// initrd= argument names the image for the kernel's EFI stub, which
 	// loads it itself when iPXE boots the kernel under UEFI.
 	script := fmt.Sprintf("#!ipxe\necho Lifeboat: loading the kernel and the initramfs\nkernel vmlinuz initrd=initramfs.img %s\ninitrd initramfs.img\nboot\n", appendLine)
-	// GRUB (grubnetx64.efi or pxelinux-style i386-pc-pxe) sets
-	// $config_directory to where it read this file from.
-	cfg := fmt.Sprintf(`set default=0
+	// GRUB sets $config_directory only while it reads a config file: an
+	// entry runs after the reading is over, when it names the caller's
+	// directory (Debian's grubnetx64.efi reads this file with `source`
+	// from its built-in config in (memdisk)). The top level keeps it.
+	cfg := fmt.Sprintf(`set lifeboat_dir="$config_directory"
+set default=0
 set timeout=3
 menuentry 'Lifeboat (netboot)' {
-  echo 'Loading Lifeboat...'
-  linux $config_directory/vmlinuz %s
-  initrd $config_directory/initramfs.img
+  echo "Loading Lifeboat from $lifeboat_dir..."
+  linux $lifeboat_dir/vmlinuz %s
+  initrd $lifeboat_dir/initramfs.img
 }
 `, appendLine)
 	ipxe = filepath.Join(dir, IPXEScript)

@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 
 	"github.com/lifeboat/lifeboat/initramfs"
@@ -33,6 +34,7 @@ func run(ctx context.Context, stdout, stderr io.Writer, args []string) int {
 	out := fl.String("out", "out", "output `DIR`; the netboot pair goes to DIR/netboot")
 	version := fl.String("version", "dev", "version stamped into the lifeboat binary")
 	modRoot := fl.String("modules-root", "/", "`DIR` holding lib/modules/<kernel version>")
+	firmware := fl.String("firmware", "", "comma-separated `DIRS` searched in order for the firmware the carried modules name (default: the kernel's own search path under --modules-root: lib/firmware/updates/<release>, lib/firmware/updates, lib/firmware/<release>, lib/firmware)")
 	noISO := fl.Bool("no-iso", false, "build only the netboot files, not DIR/lifeboat.iso")
 	appendLine := fl.String("append", iso.DefaultAppend, "kernel command `LINE` of the ISO's and the netboot configs' default entry")
 	if err := fl.Parse(args); err != nil {
@@ -50,12 +52,17 @@ func run(ctx context.Context, stdout, stderr io.Writer, args []string) int {
 	if abs, err := filepath.Abs(*out); err == nil {
 		*out = abs
 	}
+	var fwDirs []string
+	if *firmware != "" {
+		fwDirs = strings.Split(*firmware, ",")
+	}
 	rep, err := initramfs.Build(ctx, initramfs.Config{
-		Kernel:      *kernel,
-		ModulesRoot: *modRoot,
-		OutDir:      filepath.Join(*out, "netboot"),
-		Version:     *version,
-		Log:         stderr,
+		Kernel:       *kernel,
+		ModulesRoot:  *modRoot,
+		FirmwareDirs: fwDirs,
+		OutDir:       filepath.Join(*out, "netboot"),
+		Version:      *version,
+		Log:          stderr,
 	})
 	if rep != nil {
 		rep.WriteText(stdout)
