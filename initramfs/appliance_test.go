@@ -226,8 +226,8 @@ func TestBootReady(t *testing.T) {
 	// libraries.
 	// /dev/fuse is there because fuse is in lifeboat.load: loading by
 	// modalias never asks for it.
-	lines, hit, _ := qemuTalk(t, rep, "", nil, []string{"LIFEBOAT-READY"}, time.Second,
-		"echo SHELL-$((6*7)); e2fsck -V 2>&1 | head -n 1; [ -c /dev/fuse ] && echo FUSE-$((2*21)); echo TOOLS-$((7*6))", "TOOLS-42")
+	lines, hit, _ := qemuTalk(t, rep, "lifeboat.after=shell", nil, []string{"LIFEBOAT-READY"}, time.Second,
+		"echo SHELL-$((6*7)); e2fsck -V 2>&1 | head -n 1; mdir -V | head -n 1; tune2fs 2>&1 | head -n 1; [ -c /dev/fuse ] && echo FUSE-$((2*21)); echo TOOLS-$((7*6))", "TOOLS-42")
 	if strings.TrimSpace(hit) != "LIFEBOAT-READY test-1" {
 		t.Errorf("ready line %q, want \"LIFEBOAT-READY test-1\"", hit)
 	}
@@ -237,7 +237,7 @@ func TestBootReady(t *testing.T) {
 	if !strings.Contains(all, "module virtio_pci loaded") {
 		t.Errorf("virtio_pci was not loaded by modalias; console:\n%s", tail(lines, 80))
 	}
-	if !strings.Contains(all, "SHELL-42") || !strings.Contains(all, "e2fsck 1.") {
+	if !strings.Contains(all, "SHELL-42") || !strings.Contains(all, "e2fsck 1.") || !strings.Contains(all, "mtools") || !strings.Contains(all, "Usage: tune2fs") {
 		t.Errorf("the shell did not run the typed commands; console:\n%s", tail(lines, 40))
 	}
 	if !strings.Contains(all, "module fuse loaded") || !strings.Contains(all, "FUSE-42") {

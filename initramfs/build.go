@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 )
@@ -57,7 +58,7 @@ var BootModules = []string{
 // DefaultTools are the programs engine/ runs (grep exec.Command under
 // engine/) and ntfs-3g, which the appliance needs to read NTFS because
 // Debian's kernel has no NTFS driver.
-var DefaultTools = []string{"e2fsck", "resize2fs", "ntfsresize", "ntfs-3g"}
+var DefaultTools = []string{"e2fsck", "resize2fs", "tune2fs", "ntfsresize", "ntfsls", "ntfs-3g", "mdir", "mcopy", "efibootmgr"}
 
 // DefaultCommands are u-root's commands built into one busybox binary:
 // init, a shell and the core tools an expert needs to look around.
@@ -263,12 +264,20 @@ func buildLifeboat(ctx context.Context, cfg Config, out string) error {
 // where they were built to look.
 func stageTools(cfg Config, rep *Report, stage string) error {
 	var progs []string
+	// links are multi-call names (mdir and mcopy are mtools): the link's
+	// path and the program it names beside it.
+	var links [][2]string
 	for _, t := range cfg.Tools {
 		p, err := lookTool(t)
 		if err != nil {
 			return err
 		}
-		progs = append(progs, p)
+		if filepath.Base(p) != t {
+			links = append(links, [2]string{filepath.Join(filepath.Dir(p), t), filepath.Base(p)})
+		}
+		if !slices.Contains(progs, p) {
+			progs = append(progs, p)
+		}
 	}
 	libs, err := SharedLibs(progs)
 	if err != nil {
@@ -284,6 +293,11 @@ func stageTools(cfg Config, rep *Report, stage string) error {
 			return fmt.Errorf("build initramfs: copy library: %w", err)
 		}
 	}
+	for _, l := range links {
+		if err := os.Symlink(l[1], filepath.Join(stage, l[0])); err != nil {
+			return fmt.Errorf("build initramfs: link %s: %w", l[0], err)
+		}
+	}
 	rep.Tools, rep.Libraries = progs, libs
 	return nil
 }
@@ -294,7 +308,8 @@ var toolDirs = []string{"/usr/sbin", "/usr/bin", "/sbin", "/bin"}
 // toolPackage names the Debian package of each default tool, for the error
 // when the build host lacks it.
 var toolPackage = map[string]string{
-	"e2fsck": "e2fsprogs", "resize2fs": "e2fsprogs", "ntfsresize": "ntfs-3g", "ntfs-3g": "ntfs-3g",
+	"e2fsck": "e2fsprogs", "resize2fs": "e2fsprogs", "tune2fs": "e2fsprogs", "ntfsresize": "ntfs-3g", "ntfsls": "ntfs-3g",
+	"ntfs-3g": "ntfs-3g", "mdir": "mtools", "mcopy": "mtools", "efibootmgr": "efibootmgr",
 }
 
 func lookTool(name string) (string, error) {

@@ -19,11 +19,14 @@ type Boot struct {
 	Job []string
 	// Hostname is lifeboat.hostname, empty when not given.
 	Hostname string
+	// Term is lifeboat.term: the terminal type of serial consoles for the
+	// console UI; empty when not given.
+	Term string
 	// JobFile is lifeboat.job: a job file as [DEVICE:]PATH (see
 	// ParseJobSpec), empty when none.
 	JobFile string
-	// After is lifeboat.after: poweroff, reboot, shell or tui; shell
-	// when not given.
+	// After is lifeboat.after: poweroff, reboot, shell or tui; when not
+	// given, tui without a job and shell after one.
 	After string
 	// Consoles are the console= devices in order, with options cut
 	// ("ttyS0,115200n8" gives "ttyS0").
@@ -39,7 +42,7 @@ const maxCmdline = 64 << 10
 // spaces (the kernel strips the quotes from the value it passes on, but
 // /proc/cmdline shows them). lifeboat.run's words are separated by commas.
 func ParseCmdline(s string) (Boot, error) {
-	b := Boot{After: AfterShell}
+	b := Boot{After: ""}
 	if len(s) > maxCmdline {
 		return b, fmt.Errorf("parse kernel command line: %d bytes, over %d", len(s), maxCmdline)
 	}
@@ -57,6 +60,11 @@ func ParseCmdline(s string) (Boot, error) {
 				}
 			}
 			b.Job = words
+		case "lifeboat.term":
+			if val == "" || len(val) > 64 || strings.ContainsAny(val, "/ ") {
+				return b, fmt.Errorf("parse kernel command line: lifeboat.term=%q is not a terminal type", val)
+			}
+			b.Term = val
 		case "lifeboat.hostname":
 			if !validHostname(val) {
 				return b, fmt.Errorf("parse kernel command line: lifeboat.hostname=%q: want letters, digits and '-', at most 63", val)
@@ -83,6 +91,14 @@ func ParseCmdline(s string) (Boot, error) {
 	}
 	if b.Job != nil && b.JobFile != "" {
 		return b, fmt.Errorf("parse kernel command line: give lifeboat.run or lifeboat.job, not both")
+	}
+	if b.After == "" {
+		// Without a job the console UI is what people came for; after a
+		// job the shell keeps its output on the screen.
+		b.After = AfterTUI
+		if b.Job != nil || b.JobFile != "" {
+			b.After = AfterShell
+		}
 	}
 	return b, nil
 }

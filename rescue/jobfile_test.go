@@ -273,3 +273,19 @@ func TestMachineName(t *testing.T) {
 		t.Errorf("hostname: %+v %v", b, err)
 	}
 }
+
+func TestConsoleUIs(t *testing.T) {
+	root := t.TempDir()
+	write(t, filepath.Join(root, "proc", "cmdline"), "console=tty0 console=ttyS0,115200 lifeboat.term=xterm\n")
+	write(t, filepath.Join(root, "proc", "consoles"), "ttyS0                -W- (EC p a)    4:64\ntty0                 -WU (E  p  )    4:1\n")
+	got := ConsoleUIs(root)
+	want := []ConsoleUI{{filepath.Join(root, "dev", "ttyS0"), "xterm"}, {filepath.Join(root, "dev", "tty1"), "linux"}}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("ConsoleUIs = %+v, want %+v", got, want)
+	}
+	os.Remove(filepath.Join(root, "proc", "consoles"))
+	write(t, filepath.Join(root, "proc", "cmdline"), "console=ttyS1\n")
+	if got := ConsoleUIs(root); len(got) != 1 || got[0].TTY != filepath.Join(root, "dev", "ttyS1") || got[0].Term != DefaultSerialTerm {
+		t.Fatalf("from console=: %+v", got)
+	}
+}

@@ -40,8 +40,11 @@ func TestParseCmdline(t *testing.T) {
 	}
 
 	b, err = ParseCmdline("console=ttyS0 quiet")
-	if err != nil || b.Job != nil {
-		t.Errorf("no job: got %q, %v", b.Job, err)
+	if err != nil || b.Job != nil || b.After != AfterTUI {
+		t.Errorf("no job: got %q, after %q, %v; want the console UI after", b.Job, b.After, err)
+	}
+	if b, err = ParseCmdline("lifeboat.term=xterm-256color"); err != nil || b.Term != "xterm-256color" {
+		t.Errorf("lifeboat.term: %q %v", b.Term, err)
 	}
 	for _, bad := range []string{"lifeboat.after=halt", "lifeboat.run=", "lifeboat.run=clone,,--yes", strings.Repeat("x", maxCmdline+1)} {
 		if _, err := ParseCmdline(bad); err == nil {
@@ -242,7 +245,7 @@ func TestMainReadyWithoutJob(t *testing.T) {
 	root := fakeRoot(t, "console=ttyS0")
 	var out bytes.Buffer
 	after, err := Main(context.Background(), Config{Version: "v9", Root: root, Sys: &recorder{}, Self: helperSelf(t), Stdout: &out, KernelRelease: "6.1.0-test"})
-	if err != nil || after != AfterShell {
+	if err != nil || after != AfterTUI {
 		t.Fatalf("Main = %q, %v", after, err)
 	}
 	if !strings.Contains(out.String(), "LIFEBOAT-READY v9\nran: disks --no-usage\n") {

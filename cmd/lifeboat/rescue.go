@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"sync"
 	"syscall"
 	"time"
 
@@ -47,6 +48,11 @@ func runRescue(ctx context.Context, env *cmdEnv, args []string) error {
 	if after == rescue.AfterPoweroff || after == rescue.AfterReboot {
 		return nil
 	}
+	if after == rescue.AfterTUI {
+		// The console UI on every console; the shell follows once every
+		// one of them has ended (a UI that fails leaves the shell).
+		runConsoleUIs(ctx, env, self)
+	}
 	var shell string
 	for _, sh := range []string{"/bin/defaultsh", "/bin/sh"} {
 		if _, serr := os.Stat(sh); serr == nil {
@@ -76,4 +82,34 @@ func runRescue(ctx context.Context, env *cmdEnv, args []string) error {
 		return fmt.Errorf("rescue: start %s: %w", shell, err)
 	}
 	return nil
+}
+
+// runConsoleUIs starts "lifeboat tui --appliance" on every console, each
+// in a session of its own, and waits for all of them.
+func runConsoleUIs(ctx context.Context, env *cmdEnv, self string) {
+	// Kernel warnings printed over the UI would garble its screen: keep
+	// only errors on the consoles (dmesg still has everything).
+	_ = os.WriteFile("/proc/sys/kernel/printk", []byte("3"), 0o644)
+	var wg sync.WaitGroup
+	for _, c := range rescue.ConsoleUIs("/") {
+		cmd := exec.CommandContext(ctx, self, "tui", "--appliance", "--tty", c.TTY)
+		cmd.Env = append(os.Environ(), "TERM="+c.Term)
+		if f, err := os.OpenFile(c.TTY, os.O_WRONLY|syscall.O_NOCTTY, 0); err == nil {
+			cmd.Stdout, cmd.Stderr = f, f
+			defer f.Close()
+		}
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+		if err := cmd.Start(); err != nil {
+			fmt.Fprintf(env.stderr, "lifeboat rescue: console interface on %s: %v\n", c.TTY, err)
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := cmd.Wait(); err != nil {
+				fmt.Fprintf(env.stderr, "lifeboat rescue: console interface on %s ended: %v\n", c.TTY, err)
+			}
+		}()
+	}
+	wg.Wait()
 }

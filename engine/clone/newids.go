@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"strings"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/lifeboat/lifeboat/engine/fsmap"
 	"github.com/lifeboat/lifeboat/engine/ptable"
 )
@@ -200,10 +202,16 @@ func (p *Plan) rewriteExt(ctx context.Context, v *volume) error {
 		return fmt.Errorf("mount point for rewriting identities: %w", err)
 	}
 	defer os.Remove(dir)
-	if out, err := exec.CommandContext(ctx, "mount", "-t", "ext4", dev, dir).CombinedOutput(); err != nil {
-		return fmt.Errorf("mount the copy to rewrite its identities: %w: %s", err, bytes.TrimSpace(out))
+	// mount(2) rather than a mount program: the appliance's is u-root's.
+	if err := unix.Mount(dev, dir, "ext4", unix.MS_NOSUID|unix.MS_NODEV, ""); err != nil {
+		return fmt.Errorf("mount the copy to rewrite its identities: %w", err)
 	}
-	defer exec.Command("umount", dir).Run()
+	mounted := true
+	defer func() {
+		if mounted {
+			_ = unix.Unmount(dir, 0)
+		}
+	}()
 	root, err := os.OpenRoot(dir)
 	if err != nil {
 		return fmt.Errorf("open the copy's root: %w", err)
@@ -231,8 +239,9 @@ func (p *Plan) rewriteExt(ctx context.Context, v *volume) error {
 		}
 	}
 	root.Close()
-	if out, err := exec.CommandContext(ctx, "umount", dir).CombinedOutput(); err != nil {
-		return fmt.Errorf("unmount the copy: %w: %s", err, bytes.TrimSpace(out))
+	mounted = false
+	if err := unix.Unmount(dir, 0); err != nil {
+		return fmt.Errorf("unmount the copy: %w", err)
 	}
 	return nil
 }

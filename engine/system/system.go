@@ -24,6 +24,8 @@ import (
 	"strconv"
 	"strings"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/lifeboat/lifeboat/engine/blockdev"
 	"github.com/lifeboat/lifeboat/engine/cow"
 	"github.com/lifeboat/lifeboat/engine/fsmap/probe"
@@ -310,14 +312,16 @@ func (x *part) inspectMounted(ctx context.Context, w io.ReaderAt) error {
 		return fmt.Errorf("mount point for partition %d: %w", x.p.Number, err)
 	}
 	defer os.Remove(dir)
-	opts := "ro,norecovery"
+	// mount(2) rather than a mount program: the appliance's is u-root's,
+	// whose options differ from util-linux's.
+	data := "norecovery"
 	if x.fsType == "btrfs" {
-		opts = "ro,rescue=nologreplay"
+		data = "rescue=nologreplay"
 	}
-	if out, err := exec.CommandContext(ctx, "mount", "-t", x.fsType, "-o", opts, loop.Path, dir).CombinedOutput(); err != nil {
-		return fmt.Errorf("mount partition %d read-only: %v: %s", x.p.Number, err, bytes.TrimSpace(out))
+	if err := unix.Mount(loop.Path, dir, x.fsType, unix.MS_RDONLY|unix.MS_NOSUID|unix.MS_NODEV, data); err != nil {
+		return fmt.Errorf("mount partition %d read-only: %w", x.p.Number, err)
 	}
-	defer exec.Command("umount", dir).Run()
+	defer unix.Unmount(dir, 0)
 	read := func(p string) ([]byte, error) {
 		// os.Root keeps symbolic links inside the mounted file system.
 		r, err := os.OpenRoot(dir)
