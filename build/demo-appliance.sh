@@ -28,10 +28,11 @@ echo "== Making the old disk ($old) and the new SSD ($new)"
 cat <<HINT
 
 == Booting Lifeboat ($iso) in QEMU on this terminal (serial console).
-   When "LIFEBOAT-READY" appears, press Enter for the shell and clone the old disk onto the new SSD:
-       lifeboat clone --from serial:OLD-DISK --to serial:NEW-SSD
-   then check it with:  lifeboat disks
-   Quit QEMU with Ctrl-A then X.
+   The console interface comes up after "LIFEBOAT-READY" (about a minute under TCG). Choose Disk Clone
+   (arrows, Enter), the old disk (serial OLD-DISK), then the new SSD (NEW-SSD), read the plan, and type
+   the last four characters of the new disk's serial (-SSD) to start. Shell on the home screen gives a
+   command line (lifeboat clone --from serial:OLD-DISK --to serial:NEW-SSD does the same there).
+   Quit QEMU with Ctrl-A then X, or choose Power off.
 
 HINT
 sleep 2
