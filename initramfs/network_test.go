@@ -16,6 +16,7 @@ import (
 	"github.com/lifeboat/lifeboat/internal/testdisk"
 	"github.com/lifeboat/lifeboat/internal/testenv"
 	"github.com/lifeboat/lifeboat/netshare/local"
+	"github.com/lifeboat/lifeboat/netshare/nfs/nfstest"
 	"github.com/lifeboat/lifeboat/netshare/smb/smbtest"
 )
 
@@ -134,4 +135,45 @@ func TestBootJobBackupToShare(t *testing.T) {
 	if err != nil || !strings.Contains(l.Text, "lifeboat: job: lifeboat backup --from serial:SRC1") {
 		t.Fatalf("job log: %v\n%s", err, l.Text)
 	}
+}
+
+// TestBootRunBackupRestoreNFS is the same round trip with one command per
+// boot, through lifeboat.run: a first boot backs the SRC1 disk up to an
+// NFS export served on the host by nfs-ganesha (an unencrypted repository,
+// so no password file is needed), a second boot restores it onto DST1;
+// each brings the network up by itself because its command names an
+// nfs:// repository.
+func TestBootRunBackupRestoreNFS(t *testing.T) {
+	rep := netboot(t)
+	testenv.RequireTools(t, "mkfs.ext4", "sgdisk", "e2fsck", "debugfs")
+	dir := t.TempDir()
+	fx := testdisk.Build(t, dir, testdisk.Spec{Table: "gpt", Size: 40 * testdisk.MiB, Parts: []testdisk.Part{
+		{FS: "ext4", Size: 32 * testdisk.MiB, Label: "pc2", Files: &testdisk.TreeOptions{Seed: 11, TotalBytes: 4 << 20, HardLinks: true, Symlinks: true}},
+	}})
+	target := testdisk.EmptyFile(t, filepath.Join(dir, "dst.img"), 48*testdisk.MiB)
+	srv := nfstest.Start(t)
+	u := srv.URL("pc2")
+	u.Host = fmt.Sprintf("10.0.2.2:%d", srv.Port) // the host, as the guest sees it
+	loc := u.String()
+	disksArgs := []string{"-nic", "user,model=virtio-net-pci",
+		"-drive", "file=" + fx.Path + ",if=none,id=d0,format=raw", "-device", "virtio-blk-pci,drive=d0,serial=SRC1",
+		"-drive", "file=" + target + ",if=none,id=d1,format=raw", "-device", "virtio-blk-pci,drive=d1,serial=DST1",
+	}
+	for _, job := range []string{
+		"backup,--from,serial:SRC1,--repo," + loc + ",--progress,none",
+		"restore,--repo," + loc + ",--to,serial:DST1,--yes,--progress,none",
+	} {
+		lines, hit, exited := qemu(t, rep, "lifeboat.run="+job+" lifeboat.after=poweroff", disksArgs, []string{"LIFEBOAT-JOB:"}, 2*time.Minute)
+		if strings.TrimSpace(hit) != "LIFEBOAT-JOB: ok" {
+			t.Fatalf("lifeboat.run=%s: %q; console:\n%s\nganesha log:\n%s", job, hit, tail(lines, 60), srv.Log())
+		}
+		if !exited {
+			t.Errorf("lifeboat.run=%s: QEMU did not power off", job)
+		}
+		if !strings.Contains(strings.Join(lines, "\n"), "address 10.0.2.15/24") {
+			t.Errorf("lifeboat.run=%s: no lease on the console", job)
+		}
+		t.Logf("lifeboat.run=%s, console (end):\n%s", job, tail(lines, 8))
+	}
+	testdisk.CheckCopy(t, fx, target)
 }
