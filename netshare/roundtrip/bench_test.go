@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -29,7 +30,8 @@ import (
 // same backup (default options) into a local directory and into each
 // network backend on loopback, in rounds, each backend once a round, then
 // medians and the ratio to local (the goal is at least 0.8). The source is
-// LIFEBOAT_BENCH_IMAGE, else an ext4 image of /usr/share made here. Run:
+// LIFEBOAT_BENCH_IMAGE, else an ext4 image of /usr/share made here; COLD=1
+// drops the page cache before each backup. Run:
 //
 //	go test -run '^$' -bench BenchmarkBackends -benchtime 1x -timeout 60m ./netshare/roundtrip
 func BenchmarkBackends(b *testing.B) {
@@ -46,6 +48,9 @@ func BenchmarkBackends(b *testing.B) {
 	if n := os.Getenv("ROUNDS"); n != "" {
 		fmt.Sscan(n, &rounds)
 	}
+	// COLD=1 drops the page cache before each backup, as bench/backup.sh
+	// does: a real backup reads its disk, not memory.
+	cold := os.Getenv("COLD") == "1"
 	smb := smbtest.Start(b)
 	nfs := nfstest.Start(b)
 	sftp := sftptest.Start(b)
@@ -88,6 +93,12 @@ func BenchmarkBackends(b *testing.B) {
 			if err != nil {
 				b.Fatalf("%s: init: %v", be.name, err)
 			}
+			if cold {
+				syscall.Sync()
+				if err := os.WriteFile("/proc/sys/vm/drop_caches", []byte("3"), 0o200); err != nil {
+					b.Fatalf("drop the page cache: %v", err)
+				}
+			}
 			start := time.Now()
 			res, err := image.Backup(ctx, image.BackupOptions{Source: disk, Repo: r}, &progress.Counters{})
 			if err != nil {
@@ -113,7 +124,11 @@ func BenchmarkBackends(b *testing.B) {
 		return s[len(s)/2]
 	}
 	var out strings.Builder
-	fmt.Fprintf(&out, "\nsource %s, %.1f MiB used; medians over %d rounds:\n", src, float64(used)/mib, rounds)
+	cache := "source in the page cache"
+	if cold {
+		cache = "page cache dropped before each backup"
+	}
+	fmt.Fprintf(&out, "\nsource %s, %.1f MiB used, %s; medians over %d rounds:\n", src, float64(used)/mib, cache, rounds)
 	base := median(times["local"])
 	for _, be := range backends {
 		m := median(times[be.name])

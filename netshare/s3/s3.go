@@ -104,6 +104,9 @@ func New(ctx context.Context, u *url.URL, opts core.Options) (*Backend, error) {
 		BucketLookup: minio.BucketLookupPath,
 		// netshare.WithRetry retries, with the caller's policy.
 		MaxRetries: 1,
+		// Trailing checksums let every part carry a CRC32C the server
+		// checks (see Save).
+		TrailingHeaders: true,
 	})
 	if err != nil {
 		return nil, core.Permanent(fmt.Errorf("open %s: %w", b.location, err))
@@ -414,11 +417,13 @@ func (b *Backend) Save(ctx context.Context, name string, size int64, r io.ReadSe
 		PartSize:    PartSize,
 		NumThreads:  partThreads,
 		ContentType: "application/octet-stream",
-		// With Content-MD5 the client reads a whole part before sending
+		// With a checksum the client reads a whole part before sending
 		// it, so a reader that fails midway sends nothing, and the
 		// server refuses a body that arrives cut short (versitygw 1.8
-		// otherwise stores what it received of an aborted PUT).
-		SendContentMd5: true,
+		// otherwise stores what it received of an aborted PUT). CRC32C
+		// (hardware-accelerated) rather than Content-MD5, which cost a
+		// fifth of a backup's time to a server on the same machine.
+		Checksum: minio.ChecksumCRC32C,
 	})
 	if er.err != nil {
 		return fmt.Errorf("save %q: after %d bytes: %w", name, size-er.left, er.err)
