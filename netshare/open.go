@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"path/filepath"
 	"strings"
 
 	"github.com/lifeboat/lifeboat/netshare/internal/core"
@@ -84,6 +85,21 @@ func OpenWith(ctx context.Context, location string, opts Options) (Backend, erro
 		return nil, fmt.Errorf("open repository: %w", err)
 	}
 	return b, nil
+}
+
+// LocalDir returns the absolute directory of a local location (a path or a
+// file:// URL), or "" for a network one: what the safety checks compare
+// with the disks being written.
+func LocalDir(location string) string {
+	scheme, p, err := parseLocation(location)
+	if err != nil || scheme != "file" {
+		return ""
+	}
+	abs, err := filepath.Abs(p)
+	if err != nil {
+		return p
+	}
+	return abs
 }
 
 // parseLocation splits a location into a scheme and, for "file", the

@@ -8,24 +8,9 @@ import (
 	"github.com/lifeboat/lifeboat/engine/disks"
 )
 
-// Confirmation returns what a user must type to confirm overwriting d, and
-// how to ask for it: the last four characters of its serial, else an image
-// file's name, else the device's name. It is the rule `lifeboat clone`
-// asks by, so a person meets one rule on every screen; a lone Enter or "y"
-// never names a disk.
-func Confirmation(d *disks.Disk) (want, prompt string) {
-	switch {
-	case len(d.Serial) >= 4:
-		s := d.Serial[len(d.Serial)-4:]
-		return s, fmt.Sprintf("the last four characters of its serial (%q)", s)
-	case d.IsFile:
-		b := filepath.Base(d.Path)
-		return b, fmt.Sprintf("its file name (%q)", b)
-	default:
-		n := filepath.Base(d.Path)
-		return n, fmt.Sprintf("its device name (%q)", n)
-	}
-}
+// Confirmation is disks.Confirmation: what a user must type to confirm
+// overwriting d, and how to ask for it (the command line's rule too).
+func Confirmation(d *disks.Disk) (want, prompt string) { return disks.Confirmation(d) }
 
 // Confirmed reports whether typed names d by Confirmation's rule. Spaces
 // around the text are ignored; case is not, as serials are printed.

@@ -214,7 +214,7 @@ func (a *app) openRepo(ctx context.Context, location, password string, share sha
 	if password != "" {
 		pw = []byte(password)
 	}
-	or := &openedRepo{location: location, dir: localDir(location)}
+	or := &openedRepo{location: location, dir: netshare.LocalDir(location)}
 	or.r, err = repo.Open(ctx, be, pw)
 	if errors.Is(err, repo.ErrNotRepository) && create {
 		or.r, err = repo.Init(ctx, be, repo.InitOptions{Password: pw})
@@ -233,19 +233,6 @@ func (a *app) openRepo(ctx context.Context, location, password string, share sha
 	}
 	a.cleanups = append(a.cleanups, func() { or.r.Close(); be.Close() })
 	return or, nil
-}
-
-// localDir returns the directory of a local location, or "".
-func localDir(location string) string {
-	loc := strings.TrimPrefix(location, "file://")
-	if strings.Contains(loc, "://") {
-		return ""
-	}
-	abs, err := filepath.Abs(loc)
-	if err != nil {
-		return loc
-	}
-	return abs
 }
 
 // mountPartition mounts p of d read-write under MountDir/repo-N, through

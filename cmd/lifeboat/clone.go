@@ -152,7 +152,7 @@ func confirm(env *cmdEnv, dst *disks.Disk) error {
 	if !env.interactive {
 		return errors.New("no terminal to confirm on: pass --yes to run without confirmation")
 	}
-	want, what := confirmationText(dst)
+	want, what := disks.Confirmation(dst)
 	fmt.Fprintf(env.stderr, "\nEverything on %s will be overwritten.\nType %s to go on: ", dst.Describe(), what)
 	line, err := bufio.NewReader(env.stdin).ReadString('\n')
 	if err != nil && line == "" {
@@ -162,20 +162,4 @@ func confirm(env *cmdEnv, dst *disks.Disk) error {
 		return errors.New("not confirmed: nothing was written")
 	}
 	return nil
-}
-
-// confirmationText returns what the user must type to confirm a write to
-// d, and how to ask for it.
-func confirmationText(d *disks.Disk) (want, prompt string) {
-	switch {
-	case d.Serial != "" && len(d.Serial) >= 4:
-		s := d.Serial[len(d.Serial)-4:]
-		return s, fmt.Sprintf("the last four characters of its serial (%q)", s)
-	case d.IsFile:
-		b := filepath.Base(d.Path)
-		return b, fmt.Sprintf("its file name (%q)", b)
-	default:
-		n := filepath.Base(d.Path)
-		return n, fmt.Sprintf("its device name (%q)", n)
-	}
 }

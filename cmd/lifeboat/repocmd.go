@@ -7,13 +7,12 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"path/filepath"
-	"strings"
 	"time"
 
 	"golang.org/x/term"
 
 	"github.com/lifeboat/lifeboat/engine/repo"
+	"github.com/lifeboat/lifeboat/netshare"
 	"github.com/lifeboat/lifeboat/rescue"
 )
 
@@ -30,19 +29,6 @@ func addRepoFlags(fs *flag.FlagSet) repoFlags {
 		passwordFile: fs.String("password-file", "", "file holding the repository password (encrypts a new repository)"),
 		share:        addShareFlags(fs),
 	}
-}
-
-// localPath returns the directory of a local repository location, or "".
-func localPath(location string) string {
-	loc := strings.TrimPrefix(location, "file://")
-	if strings.Contains(loc, "://") {
-		return ""
-	}
-	abs, err := filepath.Abs(loc)
-	if err != nil {
-		return loc
-	}
-	return abs
 }
 
 // readPassword returns the password from the file, from the terminal when
@@ -97,7 +83,7 @@ func openRepo(ctx context.Context, env *cmdEnv, rf repoFlags, create bool) (_ *r
 	r, err := repo.Open(ctx, be, pw)
 	switch {
 	case err == nil:
-		return r, localPath(*rf.location), nil
+		return r, netshare.LocalDir(*rf.location), nil
 	case errors.Is(err, repo.ErrNotRepository) && create:
 		r, err = repo.Init(ctx, be, repo.InitOptions{Password: pw})
 		if err != nil {
@@ -108,7 +94,7 @@ func openRepo(ctx context.Context, env *cmdEnv, rf repoFlags, create bool) (_ *r
 			enc = "encrypted"
 		}
 		fmt.Fprintf(env.stderr, "created %s repository %s at %s\n", enc, r.Config().ID, *rf.location)
-		return r, localPath(*rf.location), nil
+		return r, netshare.LocalDir(*rf.location), nil
 	case errors.Is(err, repo.ErrPasswordRequired) && *rf.passwordFile == "":
 		pw, perr := readPassword(env, "", true)
 		if perr != nil {
@@ -121,7 +107,7 @@ func openRepo(ctx context.Context, env *cmdEnv, rf repoFlags, create bool) (_ *r
 		if err != nil {
 			return nil, "", fmt.Errorf("open repository %s: %w", *rf.location, err)
 		}
-		return r, localPath(*rf.location), nil
+		return r, netshare.LocalDir(*rf.location), nil
 	default:
 		return nil, "", fmt.Errorf("open repository %s: %w", *rf.location, err)
 	}

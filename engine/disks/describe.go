@@ -240,3 +240,22 @@ func human(n int64, unit float64, names []string) string {
 	}
 	return fmt.Sprintf("%.1f %s", v, names[i])
 }
+
+// Confirmation returns what a person must type to confirm overwriting d,
+// and how to ask for it: the last four characters of its serial, else an
+// image file's name, else the device's name. The command line and the
+// console UI both ask by this rule, so one rule holds on every screen; a
+// lone Enter or "y" never names a disk.
+func Confirmation(d *Disk) (want, prompt string) {
+	switch {
+	case len(d.Serial) >= 4:
+		s := d.Serial[len(d.Serial)-4:]
+		return s, fmt.Sprintf("the last four characters of its serial (%q)", s)
+	case d.IsFile:
+		b := filepath.Base(d.Path)
+		return b, fmt.Sprintf("its file name (%q)", b)
+	default:
+		n := filepath.Base(d.Path)
+		return n, fmt.Sprintf("its device name (%q)", n)
+	}
+}
