@@ -371,6 +371,17 @@ func (b *Backend) dial(ctx context.Context) (*session, error) {
 		}
 		return nil, fmt.Errorf("%s: start SFTP: %w", what, err)
 	}
+	// OpenSSH's sftp-server takes 256 KiB messages and says so with the
+	// limits@openssh.com extension; the protocol's guaranteed 32 KiB packets
+	// cost both ends four times the per-packet work, which a CPU-bound
+	// backup feels. Servers that do not say so keep 32 KiB.
+	if _, ok := sc.HasExtension("limits@openssh.com"); ok {
+		if big, err := pkgsftp.NewClient(client, pkgsftp.UseConcurrentWrites(true), pkgsftp.MaxConcurrentRequestsPerFile(maxRequests),
+			pkgsftp.MaxPacketUnchecked(bigPacket)); err == nil {
+			_ = sc.Close()
+			sc = big
+		}
+	}
 	s := &session{ssh: client, sftp: sc, done: make(chan struct{})}
 	var once sync.Once
 	end := func() { once.Do(func() { close(s.done) }) }
@@ -379,6 +390,10 @@ func (b *Backend) dial(ctx context.Context) (*session, error) {
 	go keepalive(client, s.done)
 	return s, nil
 }
+
+// bigPacket is the data size of SFTP reads and writes to servers that
+// accept 256 KiB messages, with room for the message's own header.
+const bigPacket = 255 << 10
 
 // keepalive sends keepalive@openssh.com requests until done is closed and
 // closes the connection when one goes unanswered.
