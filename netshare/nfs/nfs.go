@@ -169,7 +169,7 @@ func parseURL(u *url.URL) (*Backend, error) {
 	if p == "" {
 		return nil, errors.New("nfs URL without an export path (nfs://host/export[/path])")
 	}
-	if err := checkPath(p); err != nil {
+	if err := core.CheckDirPath(p, `\\`); err != nil {
 		return nil, fmt.Errorf("nfs URL path %q: %w", p, err)
 	}
 	if strings.Count(p, "/") >= maxPathElems {
@@ -784,30 +784,6 @@ func (b *Backend) Remove(ctx context.Context, name string) error {
 	})
 	if err != nil {
 		return classify(fmt.Errorf("remove %q: %w", name, err))
-	}
-	return nil
-}
-
-// checkPath checks the directory a location names: slash-separated
-// elements, none empty, "." or "..", without control characters or
-// `\\`. It is looser than object names (a folder may be called "My
-// Backups") but keeps the path from climbing out of the export.
-func checkPath(p string) error {
-	if len(p) > core.MaxNameLen {
-		return fmt.Errorf("longer than %d bytes", core.MaxNameLen)
-	}
-	for elem := range strings.SplitSeq(p, "/") {
-		switch elem {
-		case "":
-			return errors.New("empty element (doubled slash)")
-		case ".", "..":
-			return fmt.Errorf("element %q", elem)
-		}
-		for _, c := range elem {
-			if c < 0x20 || c == 0x7f || strings.ContainsRune(`\\`, c) {
-				return fmt.Errorf("character %q not allowed", c)
-			}
-		}
 	}
 	return nil
 }

@@ -342,63 +342,6 @@ func (b *Backend) classify(err error) error {
 // key is the S3 key of an object name.
 func (b *Backend) key(name string) string { return b.base + name }
 
-// exactReader passes exactly size bytes of r and fails when r holds fewer
-// or more, or when ctx ends. It checks for an extra byte as soon as the
-// last announced one is read, as the client reads no further. err keeps
-// the first failure, so Save returns the reader's own error however the
-// client reports it.
-type exactReader struct {
-	ctx  context.Context
-	r    io.Reader
-	name string
-	size int64
-	left int64
-	err  error
-}
-
-func (e *exactReader) fail(err error) error {
-	if e.err == nil {
-		e.err = err
-	}
-	return e.err
-}
-
-func (e *exactReader) Read(p []byte) (int, error) {
-	if e.err != nil {
-		return 0, e.err
-	}
-	if err := e.ctx.Err(); err != nil {
-		return 0, e.fail(err)
-	}
-	if e.left == 0 {
-		return 0, io.EOF
-	}
-	if int64(len(p)) > e.left {
-		p = p[:e.left]
-	}
-	n, err := e.r.Read(p)
-	e.left -= int64(n)
-	switch {
-	case err == io.EOF && e.left > 0:
-		return n, e.fail(core.Permanent(fmt.Errorf("save %q: reader ended after %d of %d bytes: %w", e.name, e.size-e.left, e.size, io.ErrUnexpectedEOF)))
-	case err != nil && err != io.EOF:
-		return n, e.fail(err)
-	}
-	if e.left == 0 {
-		// The last bytes are withheld on failure: a client filling a
-		// buffer with io.ReadFull ignores an error that comes with them.
-		var extra [1]byte
-		k, err := io.ReadFull(e.r, extra[:])
-		if k > 0 {
-			return 0, e.fail(core.Permanent(fmt.Errorf("save %q: reader holds more than the %d bytes announced", e.name, e.size)))
-		}
-		if err != nil && err != io.EOF {
-			return 0, e.fail(err)
-		}
-	}
-	return n, nil
-}
-
 // Save puts the object; over PartSize it goes in parts that the server
 // publishes as one object at the end. A failed or cancelled save stores
 // nothing (an unfinished multipart upload is aborted, and never listed).
@@ -412,7 +355,7 @@ func (b *Backend) Save(ctx context.Context, name string, size int64, r io.ReadSe
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("save %q: %w", name, err)
 	}
-	er := &exactReader{ctx: ctx, r: r, name: name, size: size, left: size}
+	er := core.NewExactReader(ctx, r, name, size)
 	info, err := b.client.PutObject(ctx, b.bucket, b.key(name), er, size, minio.PutObjectOptions{
 		PartSize:    PartSize,
 		NumThreads:  partThreads,
@@ -425,8 +368,8 @@ func (b *Backend) Save(ctx context.Context, name string, size int64, r io.ReadSe
 		// fifth of a backup's time to a server on the same machine.
 		Checksum: minio.ChecksumCRC32C,
 	})
-	if er.err != nil {
-		return fmt.Errorf("save %q: after %d bytes: %w", name, size-er.left, er.err)
+	if er.Err() != nil {
+		return fmt.Errorf("save %q: after %d bytes: %w", name, er.Sent(), er.Err())
 	}
 	if err != nil {
 		if cerr := ctx.Err(); cerr != nil && !errors.Is(err, cerr) {
@@ -434,8 +377,8 @@ func (b *Backend) Save(ctx context.Context, name string, size int64, r io.ReadSe
 		}
 		return b.classify(fmt.Errorf("save %q: %w", name, err))
 	}
-	if er.left != 0 || info.Size != size {
-		return fmt.Errorf("save %q: sent %d of %d bytes", name, size-er.left, size)
+	if er.Sent() != size || info.Size != size {
+		return fmt.Errorf("save %q: sent %d of %d bytes", name, er.Sent(), size)
 	}
 	return nil
 }

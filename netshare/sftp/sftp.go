@@ -295,61 +295,6 @@ func typeName(m fs.FileMode) string {
 	}
 }
 
-// exactReader passes exactly size bytes of r and fails when r holds fewer
-// or more, or when ctx ends. It checks for an extra byte as soon as the
-// last announced one is read, since a consumer that knows the size may
-// never read again. err keeps the first failure, so Save returns the
-// reader's own error however the SFTP client reports it.
-type exactReader struct {
-	ctx  context.Context
-	r    io.Reader
-	name string
-	size int64
-	left int64
-	err  error
-}
-
-func (e *exactReader) fail(err error) error {
-	if e.err == nil {
-		e.err = err
-	}
-	return e.err
-}
-
-func (e *exactReader) Read(p []byte) (int, error) {
-	if e.err != nil {
-		return 0, e.err
-	}
-	if err := e.ctx.Err(); err != nil {
-		return 0, e.fail(err)
-	}
-	if e.left == 0 {
-		return 0, io.EOF
-	}
-	if int64(len(p)) > e.left {
-		p = p[:e.left]
-	}
-	n, err := e.r.Read(p)
-	e.left -= int64(n)
-	switch {
-	case err == io.EOF && e.left > 0:
-		return n, e.fail(core.Permanent(fmt.Errorf("save %q: reader ended after %d of %d bytes: %w", e.name, e.size-e.left, e.size, io.ErrUnexpectedEOF)))
-	case err != nil && err != io.EOF:
-		return n, e.fail(err)
-	}
-	if e.left == 0 {
-		var extra [1]byte
-		k, err := io.ReadFull(e.r, extra[:])
-		if k > 0 {
-			return n, e.fail(core.Permanent(fmt.Errorf("save %q: reader holds more than the %d bytes announced", e.name, e.size)))
-		}
-		if err != nil && err != io.EOF {
-			return n, e.fail(err)
-		}
-	}
-	return n, nil
-}
-
 // Save writes the object to a temporary file beside its final name, syncs
 // it when the server can, and renames it into place.
 func (b *Backend) Save(ctx context.Context, name string, size int64, r io.ReadSeeker) error {
@@ -368,8 +313,8 @@ func (b *Backend) Save(ctx context.Context, name string, size int64, r io.ReadSe
 	if err != nil {
 		return b.collision(s.sftp, name, classify(err))
 	}
-	er := &exactReader{ctx: ctx, r: r, name: name, size: size, left: size}
-	if err := b.writeTemp(f, er); err != nil {
+	er := core.NewExactReader(ctx, r, name, size)
+	if err := b.writeTemp(f, name, size, er); err != nil {
 		_ = f.Close()
 		_ = s.sftp.Remove(b.abs(tmp))
 		return classify(err)
@@ -404,25 +349,25 @@ func (b *Backend) createTemp(c *pkgsftp.Client, name, tmp string) (*pkgsftp.File
 
 // writeTemp copies the reader into f with many write requests in flight,
 // syncs and closes it.
-func (b *Backend) writeTemp(f *pkgsftp.File, er *exactReader) error {
+func (b *Backend) writeTemp(f *pkgsftp.File, name string, size int64, er *core.ExactReader) error {
 	n, err := f.ReadFromWithConcurrency(er, maxRequests)
-	if er.err != nil {
+	if er.Err() != nil {
 		// The reader's own failure, whatever the client made of it.
-		return fmt.Errorf("save %q: after %d bytes: %w", er.name, er.size-er.left, er.err)
+		return fmt.Errorf("save %q: after %d bytes: %w", name, er.Sent(), er.Err())
 	}
 	if err != nil {
-		return fmt.Errorf("save %q: write after %d bytes: %w", er.name, n, err)
+		return fmt.Errorf("save %q: write after %d bytes: %w", name, n, err)
 	}
-	if n != er.size {
-		return fmt.Errorf("save %q: wrote %d of %d bytes", er.name, n, er.size)
+	if n != size {
+		return fmt.Errorf("save %q: wrote %d of %d bytes", name, n, size)
 	}
 	if b.fsync {
 		if err := f.Sync(); err != nil {
-			return fmt.Errorf("save %q: sync: %w", er.name, err)
+			return fmt.Errorf("save %q: sync: %w", name, err)
 		}
 	}
 	if err := f.Close(); err != nil {
-		return fmt.Errorf("save %q: close: %w", er.name, err)
+		return fmt.Errorf("save %q: close: %w", name, err)
 	}
 	return nil
 }

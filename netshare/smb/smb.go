@@ -207,7 +207,7 @@ func parseURL(u *url.URL) (location, error) {
 		return loc, fmt.Errorf("smb share name %q holds a character shares cannot have", share)
 	}
 	if rest != "" {
-		if err := checkPath(rest); err != nil {
+		if err := core.CheckDirPath(rest, `\\:*?"<>|`); err != nil {
 			return loc, fmt.Errorf("smb URL path %q: %w", rest, err)
 		}
 	}
@@ -766,30 +766,6 @@ func (b *Backend) Remove(ctx context.Context, name string) error {
 	})
 	if err != nil {
 		return classify(fmt.Errorf("remove %q: %w", name, err))
-	}
-	return nil
-}
-
-// checkPath checks the directory a location names: slash-separated
-// elements, none empty, "." or "..", without control characters or
-// `\\:*?"<>|`. It is looser than object names (a folder may be called "My
-// Backups") but keeps the path from climbing out of the share.
-func checkPath(p string) error {
-	if len(p) > core.MaxNameLen {
-		return fmt.Errorf("longer than %d bytes", core.MaxNameLen)
-	}
-	for elem := range strings.SplitSeq(p, "/") {
-		switch elem {
-		case "":
-			return errors.New("empty element (doubled slash)")
-		case ".", "..":
-			return fmt.Errorf("element %q", elem)
-		}
-		for _, c := range elem {
-			if c < 0x20 || c == 0x7f || strings.ContainsRune(`\\:*?"<>|`, c) {
-				return fmt.Errorf("character %q not allowed", c)
-			}
-		}
 	}
 	return nil
 }

@@ -158,6 +158,9 @@ func (s *Server) Stop() {
 func (s *Server) Restart() {
 	s.t.Helper()
 	s.Stop()
+	// ganesha registers with rpcbind when it starts; the rpcbind it used
+	// may have been another test package's, stopped since.
+	ensureRpcbind(s.t)
 	s.start()
 }
 
