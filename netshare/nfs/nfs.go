@@ -75,12 +75,9 @@ type Backend struct {
 	cred      []byte
 	location  string
 
-	// slots holds MaxConnections entries: a session, or nil for one not
-	// dialled yet or dropped after a failure.
-	slots chan *session
+	pool *core.Pool[session]
 
-	mu     sync.Mutex
-	closed bool
+	mu sync.Mutex // guards export
 }
 
 // session is one connection with the export mounted and the base
@@ -100,10 +97,11 @@ func New(ctx context.Context, u *url.URL, opts core.Options) (*Backend, error) {
 	if err != nil {
 		return nil, core.Permanent(fmt.Errorf("open nfs repository: %w", err))
 	}
-	b.slots = make(chan *session, MaxConnections)
-	for range MaxConnections {
-		b.slots <- nil
-	}
+	b.pool = core.NewPool(MaxConnections, func(ctx context.Context) (*session, error) {
+		s, err := b.dial(ctx)
+		return s, classify(err)
+	}, (*session).close, func(s *session) bool { return !s.c.broken() },
+		fmt.Errorf("nfs repository %s is %w", b.location, core.ErrPoolClosed))
 	s, err := b.take(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("open nfs repository %s: %w", b.location, err)
@@ -196,69 +194,20 @@ func (b *Backend) Properties() core.Properties {
 // Close closes every idle connection. Operations still running keep
 // theirs until they end; it is closed when returned.
 func (b *Backend) Close() error {
-	b.mu.Lock()
-	if b.closed {
-		b.mu.Unlock()
-		return nil
-	}
-	b.closed = true
-	b.mu.Unlock()
-	for {
-		select {
-		case s := <-b.slots:
-			s.close()
-		default:
-			return nil
-		}
-	}
+	b.pool.Close()
+	return nil
 }
 
-func (s *session) close() {
-	if s != nil {
-		s.c.close()
-	}
-}
+func (s *session) close() { s.c.close() }
 
-// take returns a session for one operation, dialling one when the slot
-// holds none.
-func (b *Backend) take(ctx context.Context) (*session, error) {
-	var s *session
-	select {
-	case s = <-b.slots:
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
-	b.mu.Lock()
-	closed := b.closed
-	b.mu.Unlock()
-	if closed {
-		s.close()
-		b.slots <- nil
-		return nil, core.Permanent(fmt.Errorf("nfs repository %s is closed", b.location))
-	}
-	if s != nil && !s.c.broken() {
-		return s, nil
-	}
-	s.close()
-	s, err := b.dial(ctx)
-	if err != nil {
-		b.slots <- nil
-		return nil, classify(err)
-	}
-	return s, nil
-}
+// take returns a session for one operation (see core.Pool).
+func (b *Backend) take(ctx context.Context) (*session, error) { return b.pool.Take(ctx) }
 
-// give returns s after an operation; a session whose connection failed is
-// dropped, so the next operation dials a fresh one.
+// give returns s after an operation; a session whose connection failed, or
+// whose handles went stale, is dropped, so the next operation dials a
+// fresh one.
 func (b *Backend) give(s *session, err error) {
-	b.mu.Lock()
-	closed := b.closed
-	b.mu.Unlock()
-	if closed || s.c.broken() || errors.Is(err, errConnBroken) || isStatus(err, nfs3ErrStale) || isStatus(err, nfs3ErrBadHandle) {
-		s.close()
-		s = nil
-	}
-	b.slots <- s
+	b.pool.Give(s, !(s.c.broken() || errors.Is(err, errConnBroken) || isStatus(err, nfs3ErrStale) || isStatus(err, nfs3ErrBadHandle)))
 }
 
 // dial finds the server's ports, mounts the export, and looks up (or

@@ -29,7 +29,6 @@ import (
 	"path"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	smb2 "github.com/cloudsoda/go-smb2"
@@ -97,13 +96,7 @@ type Backend struct {
 	// dial: an initiator holds the state of one authentication.
 	user, domain, password string
 
-	// slots holds MaxConnections entries: a session, or nil for one not
-	// dialled yet or dropped after a failure. Taking an entry is the right
-	// to one operation.
-	slots chan *session
-
-	mu     sync.Mutex
-	closed bool
+	pool *core.Pool[session]
 }
 
 // session is one authenticated SMB session with the share mounted.
@@ -135,11 +128,9 @@ func New(ctx context.Context, u *url.URL, opts core.Options) (*Backend, error) {
 		user:     loc.user,
 		domain:   loc.domain,
 		password: password,
-		slots:    make(chan *session, MaxConnections),
 	}
-	for range MaxConnections {
-		b.slots <- nil
-	}
+	b.pool = core.NewPool(MaxConnections, b.dial, (*session).close, nil,
+		fmt.Errorf("smb repository %s is %w", b.location, core.ErrPoolClosed))
 	// The first session proves the address, the credentials and the share.
 	s, err := b.take(ctx)
 	if err != nil {
@@ -253,65 +244,17 @@ func (b *Backend) Properties() core.Properties {
 // Close logs off every idle session. Operations still running keep theirs
 // until they end; it is closed when returned.
 func (b *Backend) Close() error {
-	b.mu.Lock()
-	if b.closed {
-		b.mu.Unlock()
-		return nil
-	}
-	b.closed = true
-	b.mu.Unlock()
-	for {
-		select {
-		case s := <-b.slots:
-			s.close()
-		default:
-			return nil
-		}
-	}
+	b.pool.Close()
+	return nil
 }
 
-// take returns a session for one operation, dialling one when the slot
-// holds none. It waits for a free slot while MaxConnections operations are
-// running.
-func (b *Backend) take(ctx context.Context) (*session, error) {
-	var s *session
-	select {
-	case s = <-b.slots:
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
-	b.mu.Lock()
-	closed := b.closed
-	b.mu.Unlock()
-	if closed {
-		s.close()
-		b.slots <- nil
-		return nil, core.Permanent(fmt.Errorf("smb repository %s is closed", b.location))
-	}
-	if s != nil {
-		return s, nil
-	}
-	s, err := b.dial(ctx)
-	if err != nil {
-		b.slots <- nil
-		return nil, err
-	}
-	return s, nil
-}
+// take returns a session for one operation (see core.Pool).
+func (b *Backend) take(ctx context.Context) (*session, error) { return b.pool.Take(ctx) }
 
 // give returns s after an operation that ended with err: a session whose
 // connection or login may be gone is dropped, so the next operation dials
 // a fresh one.
-func (b *Backend) give(s *session, err error) {
-	b.mu.Lock()
-	closed := b.closed
-	b.mu.Unlock()
-	if closed || (err != nil && !healthy(err)) {
-		s.close()
-		s = nil
-	}
-	b.slots <- s
-}
+func (b *Backend) give(s *session, err error) { b.pool.Give(s, err == nil || healthy(err)) }
 
 // dial connects, authenticates and mounts the share.
 func (b *Backend) dial(ctx context.Context) (*session, error) {
@@ -340,11 +283,7 @@ func (b *Backend) account() string {
 	return b.user
 }
 
-func (s *session) close() {
-	if s != nil {
-		logoff(s.s)
-	}
-}
+func (s *session) close() { logoff(s.s) }
 
 // logoff ends the session and always closes its connection, waiting a
 // little for the server's answer.

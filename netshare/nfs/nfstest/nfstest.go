@@ -24,7 +24,6 @@ import (
 	"time"
 
 	"github.com/lifeboat/lifeboat/internal/testenv"
-	"github.com/lifeboat/lifeboat/netshare/smb/smbtest"
 )
 
 // Server is a running ganesha.nfsd.
@@ -56,9 +55,9 @@ func Start(t testing.TB) *Server {
 	if err := os.MkdirAll(s.Dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	s.Port = smbtest.FreePort(t)
+	s.Port = testenv.FreePort(t)
 	for s.MountPort == 0 || s.MountPort == s.Port {
-		s.MountPort = smbtest.FreePort(t)
+		s.MountPort = testenv.FreePort(t)
 	}
 	conf := fmt.Sprintf(`NFS_CORE_PARAM {
   Protocols = 3;
@@ -131,7 +130,7 @@ func (s *Server) waitReady() error {
 		// Each start appends to the log: count the starts seen so far.
 		if strings.Count(string(data), "NFS SERVER INITIALIZED") > s.starts {
 			s.starts++
-			return smbtest.WaitListening(s.Port, s.done)
+			return testenv.WaitListening(s.Port, s.done)
 		}
 		select {
 		case <-s.done:
@@ -203,7 +202,7 @@ func ensureRpcbind(t testing.TB) {
 		_ = cmd.Wait()
 		close(done)
 	}()
-	if err := smbtest.WaitListening(111, done); err != nil {
+	if err := testenv.WaitListening(111, done); err != nil {
 		// Another test may have started one at the same moment.
 		if !listening() {
 			t.Fatalf("rpcbind: %v", err)

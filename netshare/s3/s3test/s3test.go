@@ -104,7 +104,7 @@ func Start(t testing.TB) *Server {
 	}
 	dir := t.TempDir()
 	s := &Server{Dir: dir, bin: bin}
-	s.Addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(freePort(t)))
+	s.Addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(testenv.FreePort(t)))
 	s.AccessKey = "lifeboat" + randomHex(t, 6)
 	s.SecretKey = "secret-" + randomHex(t, 16)
 	s.CredentialsFile = filepath.Join(dir, "credentials")
@@ -129,16 +129,6 @@ func randomHex(t testing.TB, n int) string {
 		t.Fatal(err)
 	}
 	return hex.EncodeToString(b)
-}
-
-func freePort(t testing.TB) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }
 
 // makeCerts writes a self-signed CA and a server certificate for

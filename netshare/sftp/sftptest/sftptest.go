@@ -88,7 +88,7 @@ func Start(t testing.TB) *Server {
 		t.Fatal(err)
 	}
 	s.Fingerprint = ssh.FingerprintSHA256(s.HostKey)
-	s.Addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(freePort(t)))
+	s.Addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(testenv.FreePort(t)))
 	s.KnownHosts = filepath.Join(dir, "known_hosts")
 	line := knownhosts.Line([]string{knownhosts.Normalize(s.Addr)}, s.HostKey) + "\n"
 	if err := os.WriteFile(s.KnownHosts, []byte(line), 0o600); err != nil {
@@ -124,17 +124,6 @@ func Start(t testing.TB) *Server {
 	s.Restart(t)
 	t.Cleanup(func() { s.Stop(t) })
 	return s
-}
-
-// freePort returns a TCP port on 127.0.0.1 that nothing listens on now.
-func freePort(t testing.TB) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }
 
 // Restart starts sshd on the server's port (after Stop, or the first

@@ -6,7 +6,6 @@
 package smbtest
 
 import (
-	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
@@ -19,7 +18,6 @@ import (
 	"strings"
 	"syscall"
 	"testing"
-	"time"
 
 	"github.com/lifeboat/lifeboat/internal/testenv"
 )
@@ -63,7 +61,7 @@ func Start(t testing.TB, global ...string) *Server {
 			t.Fatal(err)
 		}
 	}
-	s.Port = FreePort(t)
+	s.Port = testenv.FreePort(t)
 	conf := fmt.Sprintf(`[global]
   smb ports = %d
   interfaces = 127.0.0.1
@@ -140,7 +138,7 @@ func (s *Server) start() {
 		_ = cmd.Wait()
 		close(done)
 	}(s.cmd, s.done)
-	if err := WaitListening(s.Port, s.done); err != nil {
+	if err := testenv.WaitListening(s.Port, s.done); err != nil {
 		s.Stop()
 		s.t.Fatalf("smbd: %v\n%s", err, s.Log())
 	}
@@ -175,38 +173,4 @@ func (s *Server) Log() string {
 		b.Write(data)
 	}
 	return b.String()
-}
-
-// FreePort returns a TCP port of 127.0.0.1 that nothing listened on a
-// moment ago.
-func FreePort(t testing.TB) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
-// WaitListening waits until something accepts connections on port of
-// 127.0.0.1, or done is closed (the server exited), or a minute passes.
-func WaitListening(port int, done <-chan struct{}) error {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-	for {
-		c, err := (&net.Dialer{}).DialContext(ctx, "tcp", addr)
-		if err == nil {
-			c.Close()
-			return nil
-		}
-		select {
-		case <-done:
-			return fmt.Errorf("server exited before listening on %s", addr)
-		case <-ctx.Done():
-			return fmt.Errorf("nothing listens on %s after a minute: %w", addr, err)
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
 }
