@@ -17,6 +17,7 @@ package netshare
 import (
 	"context"
 	"io"
+	"time"
 
 	"github.com/lifeboat/lifeboat/netshare/internal/core"
 )
@@ -77,6 +78,24 @@ type Backend interface {
 
 	// Close releases the backend's connections and handles.
 	Close() error
+}
+
+// Cleaner is implemented by backends that can find and remove what
+// interrupted saves leave behind: the temporary files of saves whose
+// process was killed or whose connection dropped before the backend could
+// remove them (named NAME.tmp- and 16 hex digits; List never shows them),
+// or, on an object store, multipart uploads that were started and never
+// completed. Such leftovers hold no object anyone can read, only space.
+//
+// Cleanup removes only leftovers last written (or, for uploads, started)
+// more than olderThan ago and returns how many it removed, also when it
+// fails midway. olderThan matters because a younger one may belong to a
+// save still running, in this process or in another writer sharing the
+// repository without holding its lock: removing it would fail that save.
+// Objects are never touched. Check with a type assertion; wrappers such as
+// WithRetry forward it when the backend they wrap has it.
+type Cleaner interface {
+	Cleanup(ctx context.Context, olderThan time.Duration) (int, error)
 }
 
 // Permanent marks err as one that retrying cannot fix (permission denied,

@@ -21,9 +21,9 @@ type RetryPolicy struct {
 	// workers do not retry in step.
 	Initial, Max time.Duration
 	// Report, if set, is told of every failed attempt that will be
-	// retried: the operation ("save", "load", "stat", "list", "remove"),
-	// the object name (the prefix for list), the attempt number from 1,
-	// and the error.
+	// retried: the operation ("save", "load", "stat", "list", "remove",
+	// "cleanup"), the object name (the prefix for list, "" for cleanup),
+	// the attempt number from 1, and the error.
 	Report func(op, name string, attempt int, err error)
 }
 
@@ -69,8 +69,33 @@ func (p RetryPolicy) delay(attempt int) time.Duration {
 // retry. List never calls fn twice for the same name across retries, and an
 // error from fn is never retried. A Remove that finds the object missing on
 // a retry succeeds: an earlier attempt removed it but lost the reply.
+// When b is a Cleaner, so is the result, and its Cleanup is retried too;
+// otherwise the result is not one, so callers can still tell.
 func WithRetry(b Backend, p RetryPolicy) Backend {
-	return &retryBackend{b: b, p: p.withDefaults()}
+	r := &retryBackend{b: b, p: p.withDefaults()}
+	if c, ok := b.(Cleaner); ok {
+		return &retryCleaner{retryBackend: r, c: c}
+	}
+	return r
+}
+
+// retryCleaner is a retryBackend whose backend is a Cleaner.
+type retryCleaner struct {
+	*retryBackend
+	c Cleaner
+}
+
+// Cleanup retries the wrapped Cleanup, which removes only what is still
+// stale on each attempt, so retrying it is harmless. The count adds up the
+// removals of every attempt, failed ones included.
+func (r *retryCleaner) Cleanup(ctx context.Context, olderThan time.Duration) (int, error) {
+	total := 0
+	err := r.do(ctx, "cleanup", "", func(int) error {
+		n, err := r.c.Cleanup(ctx, olderThan)
+		total += n
+		return err
+	})
+	return total, err
 }
 
 type retryBackend struct {

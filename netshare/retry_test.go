@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -285,4 +286,109 @@ func TestFaultsPrefix(t *testing.T) {
 	if c := faults.Calls(nt.OpSave); c != 5 {
 		t.Fatalf("counted %d saves, want 5", c)
 	}
+}
+
+// flakyCleaner is a local backend whose Cleanup, on its first calls, does
+// its real work and then reports a transient failure, as a connection
+// dropped after some removals would.
+type flakyCleaner struct {
+	*local.Backend
+	fails, calls int
+}
+
+func (f *flakyCleaner) Cleanup(ctx context.Context, olderThan time.Duration) (int, error) {
+	f.calls++
+	n, err := f.Backend.Cleanup(ctx, olderThan)
+	if err == nil && f.calls <= f.fails {
+		err = fmt.Errorf("cleanup call %d: %w", f.calls, nt.ErrInjected)
+	}
+	return n, err
+}
+
+// writeTemp leaves a temporary file of an unfinished save under dir, last
+// written age ago, and returns its path.
+func writeTemp(t *testing.T, dir, name string, age time.Duration) string {
+	t.Helper()
+	p := filepath.Join(dir, filepath.FromSlash(name))
+	if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, []byte("half a pack"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	old := time.Now().Add(-age)
+	if err := os.Chtimes(p, old, old); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// WithRetry passes Cleanup on, retried, when the backend has it, and does
+// not pretend to have it when the backend does not.
+func TestRetryCleanup(t *testing.T) {
+	ctx := context.Background()
+	dir := filepath.Join(t.TempDir(), "repo")
+	lb, err := local.New(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lb.Close()
+	if _, ok := netshare.WithRetry(struct{ netshare.Backend }{lb}, netshare.RetryPolicy{}).(netshare.Cleaner); ok {
+		t.Fatal("WithRetry of a backend without Cleanup is a Cleaner")
+	}
+
+	stale1 := writeTemp(t, dir, "data/ab/p1.tmp-0123456789abcdef", 48*time.Hour)
+	stale2 := writeTemp(t, dir, "index/i.tmp-fedcba9876543210", 48*time.Hour)
+	young := writeTemp(t, dir, "data/cd/p2.tmp-00112233445566aa", time.Minute)
+	obj := []byte("an object")
+	if err := lb.Save(ctx, "data/ab/p1", int64(len(obj)), bytes.NewReader(obj)); err != nil {
+		t.Fatal(err)
+	}
+	var reports []report
+	fc := &flakyCleaner{Backend: lb, fails: 1}
+	rb := netshare.WithRetry(fc, netshare.RetryPolicy{
+		Attempts: 3, Initial: time.Millisecond, Max: 2 * time.Millisecond,
+		Report: func(op, name string, attempt int, err error) {
+			reports = append(reports, report{op, name, attempt, err})
+		},
+	})
+	c, ok := rb.(netshare.Cleaner)
+	if !ok {
+		t.Fatal("WithRetry of a Cleaner is not a Cleaner")
+	}
+	n, err := c.Cleanup(ctx, 24*time.Hour)
+	if err != nil || n != 2 {
+		t.Fatalf("Cleanup = %d, %v; want 2 removed over two attempts", n, err)
+	}
+	if fc.calls != 2 || len(reports) != 1 || reports[0].op != "cleanup" || !errors.Is(reports[0].err, nt.ErrInjected) {
+		t.Fatalf("%d calls, reports %+v; want one retried cleanup", fc.calls, reports)
+	}
+	for _, p := range []string{stale1, stale2} {
+		if _, err := os.Stat(p); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("stale temporary file %s: %v, want removed", p, err)
+		}
+	}
+	if _, err := os.Stat(young); err != nil {
+		t.Errorf("young temporary file: %v, want kept", err)
+	}
+	if got, err := rb.Load(ctx, "data/ab/p1", 0, -1); err != nil || !bytes.Equal(got, obj) {
+		t.Errorf("object beside a removed temporary file: %q, %v", got, err)
+	}
+
+	// A permanent failure is not retried.
+	perm := &permanentCleaner{Backend: lb}
+	if _, err := netshare.WithRetry(perm, netshare.RetryPolicy{Attempts: 3, Initial: time.Millisecond}).(netshare.Cleaner).Cleanup(ctx, 0); !netshare.IsPermanent(err) || perm.calls != 1 {
+		t.Fatalf("permanent Cleanup failure: %v after %d calls, want it returned after 1", err, perm.calls)
+	}
+}
+
+// permanentCleaner's Cleanup always fails permanently.
+type permanentCleaner struct {
+	netshare.Backend
+	calls int
+}
+
+func (p *permanentCleaner) Cleanup(context.Context, time.Duration) (int, error) {
+	p.calls++
+	return 0, netshare.Permanent(fmt.Errorf("clean up: %w", fs.ErrPermission))
 }

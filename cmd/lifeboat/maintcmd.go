@@ -219,6 +219,9 @@ func prune(ctx context.Context, env *cmdEnv, r *repo.Repo, opt repo.PruneOptions
 	}
 	fmt.Fprintf(env.stdout, "%s: %d pack(s) deleted (%d of them repacked), %d kept, %s freed, %s copied, %d index file(s) replaced, in %s\n",
 		verb, st.PacksDeleted, st.PacksRepacked, st.PacksKept, disks.HumanBytes(st.BytesFreed), disks.HumanBytes(st.BytesRepacked), st.IndexesReplaced, time.Since(start).Round(100*time.Millisecond))
+	if st.TempRemoved > 0 {
+		fmt.Fprintf(env.stdout, "Removed %d leftover(s) of interrupted saves older than a day (temporary files, unfinished uploads)\n", st.TempRemoved)
+	}
 	return nil
 }
 

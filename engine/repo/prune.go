@@ -7,6 +7,9 @@ import (
 	"io/fs"
 	"slices"
 	"sort"
+	"time"
+
+	"github.com/lifeboat/lifeboat/netshare"
 )
 
 // PruneOptions configure Repo.Prune.
@@ -34,7 +37,17 @@ type PruneStats struct {
 	BytesFreed, BytesRepacked int64
 	// IndexesReplaced counts the index files the new one superseded.
 	IndexesReplaced int
+	// TempRemoved counts what interrupted saves had left behind and the
+	// backend removed (temporary files, unfinished multipart uploads):
+	// see netshare.Cleaner. A dry run removes nothing and counts none.
+	TempRemoved int
 }
+
+// tempMaxAge is how old a leftover of an interrupted save must be before
+// Prune removes it. Prune holds the exclusive lock, but a writer that does
+// not take locks (another tool, an older Lifeboat) may share the
+// repository: a day is far longer than any one save runs.
+const tempMaxAge = 24 * time.Hour
 
 // packPlan is one pack's fate.
 type packPlan struct {
@@ -52,8 +65,10 @@ type packPlan struct {
 // index files; and last removes the packs no longer listed (unused,
 // repacked, and packs no index listed). Killed at any point, the
 // repository still checks clean and Prune can run again: see "Prune" in
-// docs/FORMAT.md. It refuses to run on a repository whose index, manifests
-// or chunk lists are damaged or whose listed packs are missing (run Check).
+// docs/FORMAT.md. Last, when the backend is a netshare.Cleaner, it removes
+// what interrupted saves left behind more than a day ago. It refuses to
+// run on a repository whose index, manifests or chunk lists are damaged or
+// whose listed packs are missing (run Check).
 func (r *Repo) Prune(ctx context.Context, opt PruneOptions) (stats *PruneStats, err error) {
 	l, err := r.Lock(ctx, !opt.DryRun)
 	if err != nil {
@@ -67,6 +82,13 @@ func (r *Repo) Prune(ctx context.Context, opt PruneOptions) (stats *PruneStats, 
 	stats, err = r.prune(ctx, opt)
 	if err != nil {
 		return stats, fmt.Errorf("prune: %w", err)
+	}
+	if c, ok := r.be.(netshare.Cleaner); ok && !opt.DryRun {
+		n, err := c.Cleanup(ctx, tempMaxAge)
+		stats.TempRemoved = n
+		if err != nil {
+			return stats, fmt.Errorf("prune: packs and index done, but removing the leftovers of interrupted saves failed: %w", err)
+		}
 	}
 	return stats, nil
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"syscall"
+	"time"
 )
 
 // The NFSv3 (RFC 1813), MOUNT v3 and portmapper v2 procedures the backend
@@ -108,6 +109,7 @@ func isStatus(err error, status uint32) bool {
 type attr struct {
 	ftype uint32
 	size  uint64
+	mtime time.Time
 }
 
 func decodeFattr(d *decoder) attr {
@@ -115,7 +117,10 @@ func decodeFattr(d *decoder) attr {
 	a.ftype = d.u32()
 	d.skip(16) // mode, nlink, uid, gid
 	a.size = d.u64()
-	d.skip(84 - 4 - 16 - 8)
+	d.skip(40) // used, rdev, fsid, fileid, atime
+	sec, nsec := d.u32(), d.u32()
+	a.mtime = time.Unix(int64(sec), int64(nsec%1e9))
+	d.skip(8) // ctime
 	return a
 }
 

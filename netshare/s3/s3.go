@@ -38,6 +38,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
@@ -537,4 +538,59 @@ func (b *Backend) List(ctx context.Context, prefix string, fn func(core.FileInfo
 		return fmt.Errorf("list %q: %w", prefix, err)
 	}
 	return nil
+}
+
+// Bounds of Cleanup's listing: uploads asked for per page, and pages.
+const (
+	uploadsPerPage = 1000
+	maxUploadPages = 1 << 14
+)
+
+// Cleanup aborts the multipart uploads under the location's prefix that
+// were started more than olderThan ago and never completed or aborted (the
+// process was killed, or the abort of a failed Save was lost), which
+// frees the parts the server keeps for them, and returns how many it
+// aborted. A younger upload may belong to a save still running. Only
+// uploads of keys that are valid object names are touched: others are not
+// this repository's. Ages are measured against the server's clock as it
+// reports each upload's start; an upload whose start the server does not
+// report is left alone. See netshare.Cleaner.
+func (b *Backend) Cleanup(ctx context.Context, olderThan time.Duration) (int, error) {
+	what := "abort unfinished uploads in " + b.location
+	cutoff := time.Now().Add(-olderThan)
+	aborted := 0
+	keyMarker, idMarker := "", ""
+	for range maxUploadPages {
+		if err := ctx.Err(); err != nil {
+			return aborted, fmt.Errorf("%s: %w", what, err)
+		}
+		res, err := b.core.ListMultipartUploads(ctx, b.bucket, b.base, keyMarker, idMarker, "", uploadsPerPage)
+		if err != nil {
+			return aborted, b.classify(fmt.Errorf("%s: list uploads: %w", what, err))
+		}
+		for _, u := range res.Uploads {
+			name, ok := strings.CutPrefix(u.Key, b.base)
+			if !ok || core.CheckName(name) != nil || u.Initiated.IsZero() || !u.Initiated.Before(cutoff) {
+				continue
+			}
+			err := b.core.AbortMultipartUpload(ctx, b.bucket, u.Key, u.UploadID)
+			var resp minio.ErrorResponse
+			switch {
+			case err == nil:
+				aborted++
+			case errors.As(err, &resp) && resp.Code == "NoSuchUpload":
+				// Completed or aborted meanwhile.
+			default:
+				return aborted, b.classify(fmt.Errorf("%s: abort upload %s of %q: %w", what, u.UploadID, name, err))
+			}
+		}
+		if !res.IsTruncated {
+			return aborted, nil
+		}
+		if res.NextKeyMarker == keyMarker && res.NextUploadIDMarker == idMarker {
+			return aborted, fmt.Errorf("%s: list uploads: the server says there are more but gives no new marker", what)
+		}
+		keyMarker, idMarker = res.NextKeyMarker, res.NextUploadIDMarker
+	}
+	return aborted, core.Permanent(fmt.Errorf("%s: more than %d pages of uploads", what, maxUploadPages))
 }

@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"io/fs"
 	"net/url"
 	"os"
@@ -453,3 +454,74 @@ func (r *brokenReader) Read(p []byte) (int, error) {
 }
 
 func (r *brokenReader) Seek(int64, int) (int64, error) { return 0, errors.New("no seek") }
+
+// Against OpenSSH, which announces 256 KiB messages (limits@openssh.com),
+// saves are sent in writes of bigPacket (255 KiB) rather than the 32 KiB
+// every server must take: sftp-server's own log of the write requests it
+// received says which path the client took.
+func TestBigPackets(t *testing.T) {
+	srv := sftptest.Start(t)
+	var server string
+	for _, p := range []string{"/usr/lib/openssh/sftp-server", "/usr/libexec/sftp-server", "/usr/libexec/openssh/sftp-server"} {
+		if _, err := os.Stat(p); err == nil {
+			server = p
+			break
+		}
+	}
+	if server == "" {
+		testenv.Skip(t, "needs OpenSSH's sftp-server (Debian: openssh-sftp-server, which openssh-server depends on)")
+	}
+	// The same server code as internal-sftp, run as a program whose debug
+	// log (-e: on its stderr) sshd's shell sends to a file.
+	srv.Stop(t)
+	conf := filepath.Join(srv.Dir, "sshd_config")
+	c, err := os.ReadFile(conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const internal = "Subsystem sftp internal-sftp"
+	if !bytes.Contains(c, []byte(internal)) {
+		t.Fatalf("sftptest's sshd_config has no %q line to replace:\n%s", internal, c)
+	}
+	sftpLog := filepath.Join(srv.Dir, "sftp-server.log")
+	c = bytes.Replace(c, []byte(internal), []byte("Subsystem sftp "+server+" -e -l DEBUG 2>>"+sftpLog), 1)
+	if err := os.WriteFile(conf, c, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	srv.Restart(t)
+
+	b := open(t, srv.URL("root", filepath.Join(t.TempDir(), "r")), srv.Options())
+	defer b.Close()
+	const size = 4 << 20
+	data := bytes.Repeat([]byte("0123456789abcdef"), size/16)
+	if err := b.Save(context.Background(), "data/ab/big", size, bytes.NewReader(data)); err != nil {
+		t.Fatal(err)
+	}
+	log, err := os.ReadFile(sftpLog)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// sftp-server logs: request N: write "PATH" (handle H) off OFF len LEN
+	var writes, largest, total int64
+	for line := range strings.Lines(string(log)) {
+		if !strings.Contains(line, ": write \"") || !strings.Contains(line, "/data/ab/big"+core.TempMarker) {
+			continue
+		}
+		var n int64
+		i := strings.LastIndex(line, " len ")
+		if i < 0 {
+			t.Fatalf("write request without a length in sftp-server's log: %q", line)
+		}
+		if _, err := fmt.Sscanf(line[i:], " len %d", &n); err != nil {
+			t.Fatalf("write request in sftp-server's log: %q: %v", line, err)
+		}
+		writes++
+		total += n
+		largest = max(largest, n)
+	}
+	const bigPacket = 255 << 10 // dial.go's
+	if total != size || largest != bigPacket || writes != (size+bigPacket-1)/bigPacket {
+		t.Fatalf("sftp-server received %d writes of at most %d bytes, %d in all; want %d writes of up to %d bytes, %d in all\n%s",
+			writes, largest, total, (size+bigPacket-1)/bigPacket, bigPacket, size, log)
+	}
+}
