@@ -53,9 +53,9 @@ for n in backup-lifeboat backup2-lifeboat backup-partclone-zstd restore-lifeboat
   printf '%-24s %8s s %8s KiB\n' "$n" "$(median "$n" 2)" "$(median "$n" 3)"
 done
 printf '%-24s %12s bytes\n' size-lifeboat "$(median size-lifeboat 2)" size-partclone-zstd "$(median size-partclone-zstd 2)"
-ratio() { echo "scale=3; $(median "$1" 2) / $(median "$2" 2)" | bc; }
+ratio() { echo "scale=${3:-3}; $(median "$1" 2) / $(median "$2" 2)" | bc; }
 echo
 echo "backup:  lifeboat / partclone+zstd   $(ratio backup-lifeboat backup-partclone-zstd)   goal <= 0.7"
-echo "size:    lifeboat / partclone+zstd   $(ratio size-lifeboat size-partclone-zstd)   goal <= 1.0"
+echo "size:    lifeboat / partclone+zstd   $(ratio size-lifeboat size-partclone-zstd 4)   goal <= 1.0"
 echo "restore: lifeboat / zstd+partclone   $(ratio restore-lifeboat restore-partclone-zstd)   goal <= 0.8"
 echo "second backup / first backup         $(ratio backup2-lifeboat backup-lifeboat)   goal <= 0.3"

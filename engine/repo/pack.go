@@ -30,7 +30,8 @@ func (k BlobKind) String() string {
 const (
 	flagZstd   = 1 << 0 // the blob's plaintext is a zstd frame
 	flagGroup  = 1 << 1 // the blob shares its stored frame with its neighbours
-	knownFlags = flagZstd | flagGroup
+	flagCalls  = 1 << 2 // the decoded frame went through the x86 call filter
+	knownFlags = flagZstd | flagGroup | flagCalls
 )
 
 const (
@@ -101,6 +102,9 @@ func checkEntry(e packEntry, dataLen int64) error {
 	}
 	if e.Flags&flagGroup != 0 && e.Kind != KindData {
 		return fmt.Errorf("blob %v: a %s blob in a group frame", e.ID, e.Kind)
+	}
+	if e.Flags&flagCalls != 0 && e.Kind != KindData {
+		return fmt.Errorf("blob %v: a %s blob through the call filter", e.ID, e.Kind)
 	}
 	if e.Flags&flagGroup == 0 && e.RawOff != 0 {
 		return fmt.Errorf("blob %v: offset %d in a frame of its own", e.ID, e.RawOff)

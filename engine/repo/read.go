@@ -1,6 +1,7 @@
 package repo
 
 import (
+	"bytes"
 	"container/list"
 	"context"
 	"fmt"
@@ -92,6 +93,11 @@ func (r *Repo) decodeFrame(b []byte, loc blobLoc) ([]byte, error) {
 		if len(plain) != int(loc.frameRaw) {
 			return nil, fmt.Errorf("stored %d bytes, index says %d", len(plain), loc.frameRaw)
 		}
+		if loc.flags&flagCalls != 0 {
+			// Unencrypted, plain is the caller's stored bytes.
+			plain = bytes.Clone(plain)
+			filterCalls(plain, false)
+		}
 		return plain, nil
 	}
 	// The decoder is bounded by WithDecoderMaxMemory; the frame's declared
@@ -102,6 +108,9 @@ func (r *Repo) decodeFrame(b []byte, loc blobLoc) ([]byte, error) {
 	}
 	if len(out) != int(loc.frameRaw) {
 		return nil, fmt.Errorf("decompressed to %d bytes, index says %d", len(out), loc.frameRaw)
+	}
+	if loc.flags&flagCalls != 0 {
+		filterCalls(out, false)
 	}
 	return out, nil
 }

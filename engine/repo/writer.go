@@ -74,7 +74,9 @@ type Writer struct {
 	wg       sync.WaitGroup
 
 	groupSize int
-	groupBufs sync.Pool
+	groupBufs *bufList // group buffers, 2 × groupSize
+	frameBufs *bufList // compressed frames of groups, 2 × groupSize
+	packBufs  *bufList // packs being filled and uploaded
 
 	mu      sync.Mutex
 	seen    map[ChunkID]bool // blobs given to this writer since the last Flush
@@ -112,7 +114,12 @@ func (r *Repo) NewWriter(opt WriterOptions) *Writer {
 		gs = MaxBlobSize / 2
 	}
 	w := &Writer{r: r, enc: r.encoder(opt.Compression), packSize: ps, sem: make(chan struct{}, c), seen: map[ChunkID]bool{}, groupSize: gs}
-	w.groupBufs.New = func() any { b := make([]byte, 0, 2*gs); return &b }
+	// Buffers in use at once: a group being filled and one being
+	// compressed per saving goroutine; a pack being filled and one per
+	// upload slot.
+	w.groupBufs = newBufList(4, 2*gs)
+	w.frameBufs = newBufList(4, 2*gs)
+	w.packBufs = newBufList(c+1, ps+ps/8)
 	return w
 }
 
@@ -132,6 +139,9 @@ func (r *Repo) encoder(c Compression) *zstd.Encoder {
 		lvl = zstd.SpeedBetterCompression
 	}
 	e, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(lvl), zstd.WithEncoderConcurrency(runtime.GOMAXPROCS(0)),
+		// Every blob is checked by its id (BLAKE3) after decoding, so
+		// zstd's own frame checksum would only cost time and 4 bytes.
+		zstd.WithEncoderCRC(false),
 		// Frames are at most a group of 4 MiB by default: a window much
 		// larger buys nothing and costs memory in every encoder.
 		zstd.WithWindowSize(DefaultGroupSize))
@@ -182,7 +192,7 @@ func (w *Writer) saveBlob(ctx context.Context, kind BlobKind, id ChunkID, data [
 	w.seen[id] = true
 	if kind == KindData && len(data) < w.groupSize {
 		if w.group == nil {
-			w.group = (*w.groupBufs.Get().(*[]byte))[:0]
+			w.group = w.groupBufs.get()
 		}
 		w.members = append(w.members, packEntry{Kind: kind, ID: id, Raw: uint32(len(data)), RawOff: uint32(len(w.group))})
 		w.group = append(w.group, data...)
@@ -215,6 +225,16 @@ func (w *Writer) storeFrame(ctx context.Context, raw []byte, entries []packEntry
 	} else {
 		entries[0].RawOff = 0
 	}
+	if entries[0].Kind == KindData {
+		// Data frames go through the call filter (see callfilter.go);
+		// a group's buffer is the writer's own, a single chunk is the
+		// caller's and is filtered in a copy.
+		if group == 0 {
+			raw = bytes.Clone(raw)
+		}
+		filterCalls(raw, true)
+		group |= flagCalls
+	}
 	blob, zflag, err := w.encode(raw)
 	if err != nil {
 		w.mu.Lock()
@@ -230,9 +250,14 @@ func (w *Writer) storeFrame(ctx context.Context, raw []byte, entries []packEntry
 		entries[i].frameRaw = uint32(len(raw))
 	}
 	err = w.appendFrame(ctx, entries, blob)
-	if group != 0 && cap(raw) == 2*w.groupSize {
-		raw = raw[:0]
-		w.groupBufs.Put(&raw)
+	// appendFrame copied the frame, so its buffer goes back for reuse
+	// unless it is raw itself, and so does a group's raw buffer (a single
+	// blob's raw bytes are the caller's).
+	if len(blob) > 0 && len(raw) > 0 && &blob[0] != &raw[0] {
+		w.frameBufs.put(blob)
+	}
+	if group&flagGroup != 0 {
+		w.groupBufs.put(raw)
 	}
 	if err != nil {
 		return 0, err
@@ -245,7 +270,7 @@ func (w *Writer) storeFrame(ctx context.Context, raw []byte, entries []packEntry
 func (w *Writer) appendFrame(ctx context.Context, entries []packEntry, blob []byte) error {
 	w.mu.Lock()
 	if w.cur == nil {
-		w.cur = bytes.NewBuffer(make([]byte, 0, w.packSize+w.packSize/8))
+		w.cur = bytes.NewBuffer(w.packBufs.get())
 	}
 	for i := range entries {
 		entries[i].Offset = uint32(w.cur.Len())
@@ -294,9 +319,16 @@ func (w *Writer) copyFrame(ctx context.Context, entries []packEntry, stored []by
 func (w *Writer) encode(data []byte) ([]byte, uint8, error) {
 	var flags uint8
 	plain := data
-	c := w.enc.EncodeAll(data, make([]byte, 0, len(data)/2))
+	var dst []byte
+	if len(data) <= w.frameBufs.size {
+		dst = w.frameBufs.get()
+	}
+	c := w.enc.EncodeAll(data, dst)
 	if len(c) < len(data) {
 		plain, flags = c, flagZstd
+	}
+	if flags == 0 {
+		w.frameBufs.put(c)
 	}
 	if w.r.seal.aead == nil {
 		if flags == 0 {
@@ -305,7 +337,14 @@ func (w *Writer) encode(data []byte) ([]byte, uint8, error) {
 		}
 		return plain, flags, nil
 	}
-	out, err := w.r.seal.seal(make([]byte, 0, nonceLen+len(plain)+gcmTagLen), plain)
+	var out []byte
+	if nonceLen+len(plain)+gcmTagLen <= w.frameBufs.size {
+		out = w.frameBufs.get()
+	}
+	out, err := w.r.seal.seal(out, plain)
+	if flags != 0 {
+		w.frameBufs.put(c)
+	}
 	if err != nil {
 		return nil, 0, err
 	}
@@ -330,7 +369,9 @@ func (w *Writer) startUpload(ctx context.Context, buf *bytes.Buffer, entries []p
 		defer func() { <-w.sem }()
 		if err := w.upload(ctx, pack, entries); err != nil {
 			_ = w.fail(err)
+			return
 		}
+		w.packBufs.put(pack)
 	}()
 	return nil
 }
