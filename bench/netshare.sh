@@ -7,6 +7,7 @@
 #   sudo bench/netshare.sh                      # source: an ext4 image of /usr/share
 #   sudo LIFEBOAT_BENCH_IMAGE=bench/work/ext4.img ROUNDS=3 bench/netshare.sh
 #   sudo COLD=1 bench/netshare.sh               # page cache dropped before each backup
+#   sudo ONLY=local,s3 bench/netshare.sh        # only these backends
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ "$(id -u)" -eq 0 ] || { echo "bench/netshare.sh: needs root (it starts smbd, ganesha, sshd)" >&2; exit 1; }

@@ -115,7 +115,9 @@ func Backup(ctx context.Context, opt BackupOptions, counters *progress.Counters)
 		total += fsmap.Total(r.extents)
 	}
 	counters.SetPhase(PhaseBackup, total)
-	w := opt.Repo.NewWriter(repo.WriterOptions{Compression: opt.Compression, PackSize: opt.PackSize})
+	// An index file every 32 packs (about 1 GiB stored) keeps what the
+	// writer holds per new chunk bounded on large disks.
+	w := opt.Repo.NewWriter(repo.WriterOptions{Compression: opt.Compression, PackSize: opt.PackSize, IndexEvery: 32})
 	workers := opt.Workers
 	if workers <= 0 {
 		workers = max(2, runtime.NumCPU())

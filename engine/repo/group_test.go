@@ -267,3 +267,67 @@ func TestLinkFramesRefusesBadGroups(t *testing.T) {
 		t.Fatal("header whose frames cover 150 of 250 bytes accepted")
 	}
 }
+
+// A writer with IndexEvery indexes its packs as it goes: a repository
+// opened before Flush already finds them, and the writer's own dedup set
+// holds only what no index lists yet.
+func TestWriterIndexEvery(t *testing.T) {
+	ctx := context.Background()
+	be, _ := newBackend(t)
+	r, err := Init(ctx, be, InitOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := r.NewWriter(WriterOptions{PackSize: 256 << 10, GroupSize: -1, IndexEvery: 2})
+	var ids []ChunkID
+	for i := range 40 {
+		c := testData(uint64(100+i), 64<<10)
+		id := r.Hash(c)
+		ids = append(ids, id)
+		if _, err := w.SaveChunk(ctx, id, c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Wait for the uploads in flight without flushing.
+	w.wg.Wait()
+	w.mu.Lock()
+	seen, pending := len(w.seen), len(w.done)
+	w.mu.Unlock()
+	r2, err := Open(ctx, be, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	indexed := 0
+	for _, id := range ids {
+		if r2.idx.has(id) {
+			indexed++
+			if _, err := r2.LoadChunk(ctx, id); err != nil {
+				t.Fatalf("chunk indexed before Flush: %v", err)
+			}
+		}
+	}
+	t.Logf("before Flush: %d of %d chunks indexed, %d in the writer's dedup set, %d packs unindexed", indexed, len(ids), seen, pending)
+	if indexed < len(ids)/2 || seen > len(ids)-indexed || pending >= 2 {
+		t.Fatalf("before Flush: %d of %d chunks indexed, %d in the writer's dedup set, %d packs unindexed", indexed, len(ids), seen, pending)
+	}
+	// A chunk indexed along the way is still deduplicated by this writer.
+	if n, err := w.SaveChunk(ctx, ids[0], testData(100, 64<<10)); err != nil || n != 0 {
+		t.Fatalf("saving an indexed chunk again: %d bytes, %v", n, err)
+	}
+	if _, err := w.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	r3, err := Open(ctx, be, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range ids {
+		if _, err := r3.LoadChunk(ctx, id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rep, err := r3.Check(ctx, CheckOptions{ReadData: true})
+	if err != nil || !rep.OK() {
+		t.Fatalf("check: %v %+v", err, rep)
+	}
+}

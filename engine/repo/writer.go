@@ -49,6 +49,14 @@ type WriterOptions struct {
 	// Concurrency is the number of pack uploads in flight at most; 0 picks 2.
 	// Memory held by a writer is about (Concurrency+1) × PackSize.
 	Concurrency int
+	// IndexEvery, when positive, makes the writer write an index file
+	// each time that many packs have been uploaded since the last one
+	// (Flush writes the rest). A long backup's entries then move into the
+	// repository's index as it goes instead of piling up in the writer
+	// (its own list and dedup set cost about twice what the index does),
+	// and a backup killed later finds them indexed. Prune leaves it 0:
+	// its new packs must be listed by its own superseding index.
+	IndexEvery int
 }
 
 // WriterStats count what a writer did.
@@ -73,10 +81,11 @@ type Writer struct {
 	sem      chan struct{}
 	wg       sync.WaitGroup
 
-	groupSize int
-	groupBufs *bufList // group buffers, 2 × groupSize
-	frameBufs *bufList // compressed frames of groups, 2 × groupSize
-	packBufs  *bufList // packs being filled and uploaded
+	groupSize  int
+	indexEvery int
+	groupBufs  *bufList // group buffers, 2 × groupSize
+	frameBufs  *bufList // compressed frames of groups, 2 × groupSize
+	packBufs   *bufList // packs being filled and uploaded
 
 	mu      sync.Mutex
 	seen    map[ChunkID]bool // blobs given to this writer since the last Flush
@@ -113,7 +122,7 @@ func (r *Repo) NewWriter(opt WriterOptions) *Writer {
 		// of under gs it stays within MaxBlobSize.
 		gs = MaxBlobSize / 2
 	}
-	w := &Writer{r: r, enc: r.encoder(opt.Compression), packSize: ps, sem: make(chan struct{}, c), seen: map[ChunkID]bool{}, groupSize: gs}
+	w := &Writer{r: r, enc: r.encoder(opt.Compression), packSize: ps, sem: make(chan struct{}, c), seen: map[ChunkID]bool{}, groupSize: gs, indexEvery: opt.IndexEvery}
 	// Buffers in use at once: a group being filled and one being
 	// compressed per saving goroutine; a pack being filled and one per
 	// upload slot.
@@ -408,6 +417,31 @@ func (w *Writer) upload(ctx context.Context, pack []byte, entries []packEntry) e
 	w.mu.Lock()
 	w.done = append(w.done, packInfo{ID: id, Size: int64(len(pack)), Entries: entries})
 	w.stats.Packs++
+	var batch []packInfo
+	if w.indexEvery > 0 && len(w.done) >= w.indexEvery {
+		batch, w.done = w.done, nil
+	}
+	w.mu.Unlock()
+	if batch != nil {
+		return w.indexPacks(ctx, batch)
+	}
+	return nil
+}
+
+// indexPacks writes an index file for packs this writer uploaded, adds them
+// to the repository's index, and then forgets their blobs, which the index
+// now answers for.
+func (w *Writer) indexPacks(ctx context.Context, packs []packInfo) error {
+	if _, err := w.r.saveObject(ctx, "index", encodeIndex(&indexFile{Packs: packs})); err != nil {
+		return fmt.Errorf("write index: %w", err)
+	}
+	w.r.idx.add(packs)
+	w.mu.Lock()
+	for _, p := range packs {
+		for _, e := range p.Entries {
+			delete(w.seen, e.ID)
+		}
+	}
 	w.mu.Unlock()
 	return nil
 }
@@ -423,10 +457,9 @@ func (w *Writer) Flush(ctx context.Context) (WriterStats, error) {
 		return w.Stats(), fmt.Errorf("flush: %w", err)
 	}
 	if len(done) > 0 {
-		if _, err := w.r.saveObject(ctx, "index", encodeIndex(&indexFile{Packs: done})); err != nil {
-			return w.Stats(), fmt.Errorf("flush: write index: %w", err)
+		if err := w.indexPacks(ctx, done); err != nil {
+			return w.Stats(), fmt.Errorf("flush: %w", err)
 		}
-		w.r.idx.add(done)
 	}
 	w.mu.Lock()
 	w.done = w.done[len(done):]

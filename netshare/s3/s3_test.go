@@ -3,7 +3,11 @@ package s3_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"io"
+	"io/fs"
+	"math/rand/v2"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -249,3 +253,62 @@ func TestServerRestart(t *testing.T) {
 		t.Fatalf("Load after the restart: %q, %v", got, err)
 	}
 }
+
+// An object over PartSize goes in parts: it comes back whole, and a save
+// whose reader fails after the first part stores nothing and leaves no
+// unfinished upload.
+func TestMultipartSave(t *testing.T) {
+	srv := s3test.Start(t)
+	srv.MakeBucket(t, "lifeboat")
+	ctx := context.Background()
+	b := open(t, srv.URL("lifeboat", "repo"), srv.Options())
+	defer b.Close()
+	data := make([]byte, s3.PartSize+3<<20)
+	rng := rand.New(rand.NewPCG(1, 2))
+	for i := range data {
+		data[i] = byte(rng.Uint32())
+	}
+	if err := b.Save(ctx, "data/00/big", int64(len(data)), bytes.NewReader(data)); err != nil {
+		t.Fatal(err)
+	}
+	got, err := b.Load(ctx, "data/00/big", 0, -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, data) {
+		t.Fatalf("loaded %d bytes, not the %d saved", len(got), len(data))
+	}
+	tail, err := b.Load(ctx, "data/00/big", s3.PartSize-10, 20)
+	if err != nil || !bytes.Equal(tail, data[s3.PartSize-10:s3.PartSize+10]) {
+		t.Fatalf("range across the part border: %v", err)
+	}
+	failing := &failAfter{r: bytes.NewReader(data), n: s3.PartSize + 1<<20}
+	if err := b.Save(ctx, "data/00/cut", int64(len(data)), failing); err == nil {
+		t.Fatal("a save whose reader failed midway succeeded")
+	}
+	if _, err := b.Stat(ctx, "data/00/cut"); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("after a failed multipart save: stat %v, want not exist", err)
+	}
+	if n, err := b.Cleanup(ctx, 0); err != nil || n != 0 {
+		t.Fatalf("unfinished uploads after the failed save: %d (%v), want none", n, err)
+	}
+}
+
+// failAfter reads from r until n bytes, then fails.
+type failAfter struct {
+	r *bytes.Reader
+	n int64
+}
+
+func (f *failAfter) Read(p []byte) (int, error) {
+	pos, _ := f.r.Seek(0, io.SeekCurrent)
+	if pos >= f.n {
+		return 0, errors.New("disk read error")
+	}
+	if int64(len(p)) > f.n-pos {
+		p = p[:f.n-pos]
+	}
+	return f.r.Read(p)
+}
+
+func (f *failAfter) Seek(off int64, whence int) (int64, error) { return f.r.Seek(off, whence) }
