@@ -147,7 +147,7 @@ func TestCallFilterInRepository(t *testing.T) {
 				t.Fatal(err)
 			}
 			filtered, plain := 0, 0
-			for _, loc := range r2.idx.blobs {
+			for _, loc := range indexBlobs(r2.idx) {
 				if loc.kind == KindData && loc.flags&flagCalls != 0 {
 					filtered++
 					if loc.flags&flagZstd == 0 {

@@ -271,10 +271,8 @@ func TestCheckFlippedByteNeedsReadData(t *testing.T) {
 // blobsOf returns the ids whose index location is the pack file path.
 func blobsOf(r *Repo, pack PackID) []ChunkID {
 	var out []ChunkID
-	r.idx.mu.RLock()
-	defer r.idx.mu.RUnlock()
-	for id, loc := range r.idx.blobs {
-		if r.idx.packs[loc.pack] == pack {
+	for id, loc := range indexBlobs(r.idx) {
+		if _, p, _ := r.idx.lookup(id); p == pack && r.idx.packs[loc.pack] == pack {
 			out = append(out, id)
 		}
 	}

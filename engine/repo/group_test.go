@@ -58,7 +58,7 @@ func TestGroupRoundTrip(t *testing.T) {
 			t.Fatal(err)
 		}
 		grouped := 0
-		for id, loc := range r2.idx.blobs {
+		for id, loc := range indexBlobs(r2.idx) {
 			if loc.kind == KindData && loc.flags&flagGroup != 0 {
 				grouped++
 				if loc.frameRaw != 256<<10 || loc.raw != 64<<10 || loc.rawOff%(64<<10) != 0 {

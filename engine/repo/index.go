@@ -1,10 +1,12 @@
 package repo
 
 import (
+	"bytes"
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 )
 
@@ -154,17 +156,34 @@ func locOf(e packEntry, pi int32) blobLoc {
 	return blobLoc{pack: pi, kind: e.Kind, flags: e.Flags, offset: e.Offset, stored: e.Stored, raw: e.Raw, rawOff: e.RawOff, frameRaw: e.frameRaw}
 }
 
-// memIndex is the in-memory union of all index files.
+// memIndex is the in-memory union of all index files. Its blobs are kept
+// in sorted slices, one per bucket of ids (by their first 12 bits), rather
+// than in a map: 60 bytes per blob against the 132 a Go map took, which
+// decides how much unique data a repository can hold within a backup's
+// memory budget (docs/BENCHMARKS.md). Ids are uniformly spread, so the
+// buckets stay even, and adding blobs rewrites only the buckets they fall
+// in, so memory never holds a second copy of the whole index.
 type memIndex struct {
-	mu    sync.RWMutex
-	blobs map[ChunkID]blobLoc
-	packs []PackID
-	pIdx  map[PackID]int32
-	sizes []int64
+	mu      sync.RWMutex
+	buckets [indexBuckets][]indexEntry
+	count   int
+	packs   []PackID
+	pIdx    map[PackID]int32
+	sizes   []int64
 }
 
+const indexBuckets = 1 << 12
+
+// indexEntry is a blob's id and location.
+type indexEntry struct {
+	id  ChunkID
+	loc blobLoc
+}
+
+func bucketOf(id ChunkID) int { return int(id[0])<<4 | int(id[1])>>4 }
+
 func newMemIndex() *memIndex {
-	return &memIndex{blobs: map[ChunkID]blobLoc{}, pIdx: map[PackID]int32{}}
+	return &memIndex{pIdx: map[PackID]int32{}}
 }
 
 // add merges packs; a blob already known keeps its first location, since
@@ -172,6 +191,11 @@ func newMemIndex() *memIndex {
 func (m *memIndex) add(packs []packInfo) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	n := 0
+	for _, p := range packs {
+		n += len(p.Entries)
+	}
+	fresh := make([]indexEntry, 0, n)
 	for _, p := range packs {
 		pi, ok := m.pIdx[p.ID]
 		if !ok {
@@ -181,29 +205,88 @@ func (m *memIndex) add(packs []packInfo) {
 			m.pIdx[p.ID] = pi
 		}
 		for _, e := range p.Entries {
-			if _, dup := m.blobs[e.ID]; dup {
-				continue
-			}
-			m.blobs[e.ID] = locOf(e, pi)
+			fresh = append(fresh, indexEntry{id: e.ID, loc: locOf(e, pi)})
 		}
 	}
+	// By bucket, then id; among equal ids the first given comes first.
+	slices.SortStableFunc(fresh, func(a, b indexEntry) int { return bytes.Compare(a.id[:], b.id[:]) })
+	for i := 0; i < len(fresh); {
+		b := bucketOf(fresh[i].id)
+		j := i
+		for j < len(fresh) && bucketOf(fresh[j].id) == b {
+			j++
+		}
+		m.buckets[b] = m.mergeBucket(m.buckets[b], fresh[i:j])
+		i = j
+	}
+}
+
+// mergeBucket returns old (sorted) with the entries of add (sorted) whose
+// ids it lacks, in a slice of exactly the needed size.
+func (m *memIndex) mergeBucket(old, add []indexEntry) []indexEntry {
+	out := make([]indexEntry, 0, len(old)+len(add))
+	i := 0
+	for k, e := range add {
+		if k > 0 && add[k-1].id == e.id {
+			continue
+		}
+		for i < len(old) && bytes.Compare(old[i].id[:], e.id[:]) < 0 {
+			out = append(out, old[i])
+			i++
+		}
+		if i < len(old) && old[i].id == e.id {
+			continue
+		}
+		out = append(out, e)
+		m.count++
+	}
+	out = append(out, old[i:]...)
+	return slices.Clip(out)
+}
+
+// find returns the entry for id; the caller holds m.mu.
+func (m *memIndex) find(id ChunkID) (*indexEntry, bool) {
+	b := m.buckets[bucketOf(id)]
+	i, ok := slices.BinarySearchFunc(b, id, func(e indexEntry, id ChunkID) int { return bytes.Compare(e.id[:], id[:]) })
+	if !ok {
+		return nil, false
+	}
+	return &b[i], true
 }
 
 func (m *memIndex) has(id ChunkID) bool {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
-	_, ok := m.blobs[id]
+	_, ok := m.find(id)
 	return ok
+}
+
+// len is the number of blobs indexed.
+func (m *memIndex) len() int {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	return m.count
+}
+
+// each calls fn for every blob, in id order; fn must not call m's methods.
+func (m *memIndex) each(fn func(ChunkID, blobLoc)) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	for _, b := range m.buckets {
+		for _, e := range b {
+			fn(e.id, e.loc)
+		}
+	}
 }
 
 func (m *memIndex) lookup(id ChunkID) (blobLoc, PackID, bool) {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
-	l, ok := m.blobs[id]
+	e, ok := m.find(id)
 	if !ok {
-		return l, PackID{}, false
+		return blobLoc{}, PackID{}, false
 	}
-	return l, m.packs[l.pack], true
+	return e.loc, m.packs[e.loc.pack], true
 }
 
 func (m *memIndex) hasPack(id PackID) bool {

@@ -394,11 +394,14 @@ func (r *Repo) loadIndex(ctx context.Context) error {
 			superseded[s.String()] = true
 		}
 	}
+	// One add for all of them: each add rewrites the buckets it touches.
+	var live []packInfo
 	for id, f := range files {
 		if !superseded[id] {
-			r.idx.add(f.Packs)
+			live = append(live, f.Packs...)
 		}
 	}
+	r.idx.add(live)
 	sort.Strings(names)
 	r.idxMu.Lock()
 	r.idxFiles = strings.Join(names, "\n")

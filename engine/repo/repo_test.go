@@ -735,3 +735,10 @@ func TestUploadFailureSurfaces(t *testing.T) {
 		t.Fatalf("Flush with a failing last pack: %v", err)
 	}
 }
+
+// indexBlobs returns the index's blobs as a map, for tests to range over.
+func indexBlobs(m *memIndex) map[ChunkID]blobLoc {
+	out := map[ChunkID]blobLoc{}
+	m.each(func(id ChunkID, loc blobLoc) { out[id] = loc })
+	return out
+}
