@@ -414,6 +414,35 @@ func notExist(err error) error {
 	return err
 }
 
+// vanishRetries and vanishDelay bound how often an open that found no
+// object is tried again (see openExisting).
+const (
+	vanishRetries = 3
+	vanishDelay   = 10 * time.Millisecond
+)
+
+// openExisting runs fn, an open or stat of an object, again while it finds
+// no object, a few times: Samba answers "not found" to an open that meets
+// a rename replacing the object (measured: about one open in a thousand
+// with eight writers replacing one name), although the name never ceases
+// to exist on the server. A missing object is reported vanishRetries ×
+// vanishDelay later than it would be otherwise.
+func openExisting(ctx context.Context, fn func() error) error {
+	var err error
+	for range vanishRetries + 1 {
+		err = notExist(withSharing(ctx, false, fn))
+		if !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(vanishDelay):
+		}
+	}
+	return err
+}
+
 // withSharing runs fn again while it fails with a sharing violation: a
 // Load's handle briefly in the way of a removal, or a rename in the way of
 // an open. With denied set, "access denied" is retried too: that is what
@@ -548,7 +577,7 @@ func (b *Backend) Load(ctx context.Context, name string, off, length int64) ([]b
 	var out []byte
 	err := b.run(ctx, func(sh *smb2.Share) error {
 		var f *smb2.File
-		err := withSharing(ctx, false, func() error {
+		err := openExisting(ctx, func() error {
 			var err error
 			f, err = sh.Open(b.full(name))
 			return err
@@ -596,7 +625,7 @@ func (b *Backend) Stat(ctx context.Context, name string) (core.FileInfo, error) 
 	var size int64
 	err := b.run(ctx, func(sh *smb2.Share) error {
 		var fi fs.FileInfo
-		err := withSharing(ctx, false, func() error {
+		err := openExisting(ctx, func() error {
 			var err error
 			fi, err = sh.Stat(b.full(name))
 			return err
