@@ -737,15 +737,6 @@ func (b *Backend) Remove(ctx context.Context, name string) error {
 	return nil
 }
 
-// Bounds of Cleanup's walk: a repository is three levels deep and holds
-// a few hundred directories. Deeper directories (a symbolic link to a
-// parent, or a server that invents directories) are not walked; a larger
-// tree is not a repository and stops the walk.
-const (
-	maxWalkDepth = 16
-	maxWalkDirs  = 1 << 16
-)
-
 // Cleanup removes the temporary files of saves that never finished (the
 // connection dropped before Save could remove them) and were last written
 // more than olderThan ago, by the server's clock, and returns how many it
@@ -755,44 +746,31 @@ func (b *Backend) Cleanup(ctx context.Context, olderThan time.Duration) (int, er
 	what := "clean up temporary files in " + b.location
 	cutoff := time.Now().Add(-olderThan)
 	removed := 0
-	type dirAt struct {
-		path  string
-		depth int
-	}
-	stack := []dirAt{{".", 0}}
-	for seen := 0; len(stack) > 0; seen++ {
-		if seen >= maxWalkDirs {
-			return removed, core.Permanent(fmt.Errorf("%s: more than %d directories: not a repository", what, maxWalkDirs))
-		}
-		d := stack[len(stack)-1]
-		stack = stack[:len(stack)-1]
-		var subdirs []dirAt
+	err := core.WalkDirs(ctx, func(ctx context.Context, dir string) ([]string, error) {
+		var subdirs []string
 		// One session per directory, as List does; run may call fn twice
 		// (a stale handle), so fn starts its findings afresh.
 		err := b.run(ctx, func(s *session) error {
 			subdirs = subdirs[:0]
-			dfh, err := s.dir(ctx, d.path, false)
+			dfh, err := s.dir(ctx, dir, false)
 			if err != nil {
-				if d.path != "." && errors.Is(err, fs.ErrNotExist) {
+				if dir != "." && errors.Is(err, fs.ErrNotExist) {
 					return nil // removed since its parent was read
 				}
-				return fmt.Errorf("directory %q: %w", d.path, err)
+				return fmt.Errorf("directory %q: %w", dir, err)
 			}
 			var entries []dirEntry
 			if err := s.c.readdir(ctx, dfh, func(de dirEntry) error {
 				entries = append(entries, de)
 				return nil
 			}); err != nil {
-				return fmt.Errorf("read directory %q: %w", d.path, err)
+				return fmt.Errorf("read directory %q: %w", dir, err)
 			}
 			for _, de := range entries {
 				if err := ctx.Err(); err != nil {
 					return err
 				}
-				p := de.name
-				if d.path != "." {
-					p = d.path + "/" + p
-				}
+				p := core.JoinPath(dir, de.name)
 				if core.CheckName(p) != nil {
 					continue // not a name this repository could have written
 				}
@@ -808,9 +786,7 @@ func (b *Backend) Cleanup(ctx context.Context, olderThan time.Duration) (int, er
 				}
 				switch {
 				case a.ftype == typeDir:
-					if d.depth+1 < maxWalkDepth { // deeper is no repository's
-						subdirs = append(subdirs, dirAt{p, d.depth + 1})
-					}
+					subdirs = append(subdirs, p)
 				case a.ftype == typeReg && core.IsTemp(de.name) && a.mtime.Before(cutoff):
 					err := s.c.remove(ctx, dfh, de.name)
 					switch {
@@ -825,10 +801,10 @@ func (b *Backend) Cleanup(ctx context.Context, olderThan time.Duration) (int, er
 			}
 			return nil
 		})
-		if err != nil {
-			return removed, classify(fmt.Errorf("%s: %w", what, err))
-		}
-		stack = append(stack, subdirs...)
+		return subdirs, err
+	})
+	if err != nil {
+		return removed, classify(fmt.Errorf("%s: %w", what, err))
 	}
 	return removed, nil
 }

@@ -738,15 +738,6 @@ func (b *Backend) Remove(ctx context.Context, name string) error {
 	return nil
 }
 
-// Bounds of Cleanup's walk: a repository is three levels deep and holds
-// a few hundred directories. Deeper directories (a symbolic link to a
-// parent, which the server follows) are not walked; a larger tree is not
-// a repository and stops the walk.
-const (
-	maxWalkDepth = 16
-	maxWalkDirs  = 1 << 16
-)
-
 // Cleanup removes the temporary files of saves that never finished (the
 // connection dropped before Save could remove them) and were last written
 // more than olderThan ago, and returns how many it removed. A younger one
@@ -756,42 +747,29 @@ func (b *Backend) Cleanup(ctx context.Context, olderThan time.Duration) (int, er
 	what := "clean up temporary files in " + b.location
 	cutoff := time.Now().Add(-olderThan)
 	removed := 0
-	type dirAt struct {
-		path  string
-		depth int
-	}
-	stack := []dirAt{{".", 0}}
-	for seen := 0; len(stack) > 0; seen++ {
-		if seen >= maxWalkDirs {
-			return removed, core.Permanent(fmt.Errorf("%s: more than %d directories: not a repository", what, maxWalkDirs))
-		}
-		d := stack[len(stack)-1]
-		stack = stack[:len(stack)-1]
+	err := core.WalkDirs(ctx, func(ctx context.Context, dir string) ([]string, error) {
+		var subdirs []string
 		// One session per directory, as List does, so that a long walk
 		// does not keep one from the other operations.
 		err := b.run(ctx, func(sh *smb2.Share) error {
-			entries, err := sh.ReadDir(b.full(d.path))
+			subdirs = subdirs[:0]
+			entries, err := sh.ReadDir(b.full(dir))
 			if err != nil {
-				if d.path != "." && errors.Is(notExist(describe(err)), fs.ErrNotExist) {
+				if dir != "." && errors.Is(notExist(describe(err)), fs.ErrNotExist) {
 					return nil // removed since its parent was read
 				}
-				return fmt.Errorf("read directory %q: %w", d.path, describe(err))
+				return fmt.Errorf("read directory %q: %w", dir, describe(err))
 			}
 			for _, e := range entries {
 				if err := ctx.Err(); err != nil {
 					return err
 				}
-				p := e.Name()
-				if d.path != "." {
-					p = d.path + "/" + p
-				}
+				p := core.JoinPath(dir, e.Name())
 				if core.CheckName(p) != nil {
 					continue // not a name this repository could have written
 				}
 				if e.IsDir() {
-					if d.depth+1 < maxWalkDepth { // deeper is no repository's
-						stack = append(stack, dirAt{p, d.depth + 1})
-					}
+					subdirs = append(subdirs, p)
 					continue
 				}
 				if !e.Mode().IsRegular() || !core.IsTemp(e.Name()) || !e.ModTime().Before(cutoff) {
@@ -810,9 +788,10 @@ func (b *Backend) Cleanup(ctx context.Context, olderThan time.Duration) (int, er
 			}
 			return nil
 		})
-		if err != nil {
-			return removed, classify(fmt.Errorf("%s: %w", what, err))
-		}
+		return subdirs, err
+	})
+	if err != nil {
+		return removed, classify(fmt.Errorf("%s: %w", what, err))
 	}
 	return removed, nil
 }
