@@ -53,12 +53,15 @@ func TestBackupKilled(t *testing.T) {
 		cmd.Env = append(os.Environ(), "LIFEBOAT_TEST_AS_MAIN=1")
 		return cmd
 	}
-	// How long a whole backup takes here, to kill others part of the way.
-	start := time.Now()
+	// A whole backup's packs, to kill others part of the way: by the packs
+	// they have stored, not by time, which a warm page cache changes.
 	if out, err := run(filepath.Join(dir, "full")).CombinedOutput(); err != nil {
 		t.Fatalf("full backup: %v\n%s", err, out)
 	}
-	full := time.Since(start)
+	total := countPacks(t, filepath.Join(dir, "full"))
+	if total < 20 {
+		t.Fatalf("the full backup stored %d packs: too few to kill one part of the way", total)
+	}
 	interrupted := 0
 	for i, frac := range []float64{0.2, 0.5, 0.8} {
 		repoDir := filepath.Join(dir, fmt.Sprintf("killed-%d", i))
@@ -66,11 +69,24 @@ func TestBackupKilled(t *testing.T) {
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
-		time.Sleep(time.Duration(frac * float64(full)))
-		cmd.Process.Signal(syscall.SIGKILL)
-		err := cmd.Wait()
+		exited := make(chan error, 1)
+		go func() { exited <- cmd.Wait() }()
+		var err error
+	poll:
+		for {
+			select {
+			case err = <-exited:
+				break poll
+			case <-time.After(time.Millisecond):
+				if countPacks(t, repoDir) >= int(frac*float64(total)) {
+					cmd.Process.Signal(syscall.SIGKILL)
+					err = <-exited
+					break poll
+				}
+			}
+		}
 		if ee, ok := err.(*exec.ExitError); !ok || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
-			t.Logf("the backup ended before the kill at %.0f%% (%v)", frac*100, err)
+			t.Logf("the backup ended before the kill at %.0f%% of its packs (%v)", frac*100, err)
 			continue
 		}
 		interrupted++
@@ -81,18 +97,52 @@ func TestBackupKilled(t *testing.T) {
 		if code != 0 {
 			t.Fatalf("rerun after a kill at %.0f%%: %d\n%s", frac*100, code, errs)
 		}
-		t.Logf("killed at %.0f%% of %s; rerun: %s", frac*100, full, strings.TrimSpace(out))
+		t.Logf("killed at %.0f%% of %d packs; rerun: %s", frac*100, total, strings.TrimSpace(out))
 		if m := reused.FindStringSubmatch(out); frac >= 0.5 && (m == nil || m[1] == "0") {
 			t.Errorf("the rerun reused nothing the killed run stored: %s", out)
 		}
 		checkSnapshotsReadable(t, repoDir)
 	}
 	if interrupted < 2 {
-		t.Fatalf("only %d of 3 backups were killed before they ended (a whole backup took %s)", interrupted, full)
+		t.Fatalf("only %d of 3 backups were killed before they ended", interrupted)
 	}
 }
 
 var reused = regexp.MustCompile(`(\d+) already stored`)
+
+var packName = regexp.MustCompile(`^[0-9a-f]{64}$`)
+
+// packSet and indexSet are the names of a local repository's finished
+// packs and index files.
+func packSet(t *testing.T, repoDir string) map[string]bool { return objectSet(t, repoDir, "data") }
+
+func indexSet(t *testing.T, repoDir string) map[string]bool { return objectSet(t, repoDir, "index") }
+
+func objectSet(t *testing.T, repoDir, sub string) map[string]bool {
+	t.Helper()
+	set := map[string]bool{}
+	filepath.WalkDir(filepath.Join(repoDir, sub), func(_ string, d os.DirEntry, err error) error {
+		if err == nil && d.Type().IsRegular() && packName.MatchString(d.Name()) {
+			set[d.Name()] = true
+		}
+		return nil
+	})
+	return set
+}
+
+// countPacks counts the finished packs in a local repository (temporary
+// files of saves under way have other names).
+func countPacks(t *testing.T, repoDir string) int {
+	t.Helper()
+	n := 0
+	filepath.WalkDir(filepath.Join(repoDir, "data"), func(_ string, d os.DirEntry, err error) error {
+		if err == nil && d.Type().IsRegular() && packName.MatchString(d.Name()) {
+			n++
+		}
+		return nil
+	})
+	return n
+}
 
 func countSnapshots(t *testing.T, repoDir string) int {
 	t.Helper()
@@ -200,45 +250,89 @@ func TestPruneKilled(t *testing.T) {
 		t.Fatal(errs)
 	}
 	prune := func(repoDir string) *exec.Cmd {
-		cmd := exec.Command(os.Args[0], "prune", "--repo", repoDir, "--repack-below", "0.7")
+		cmd := exec.Command(os.Args[0], "prune", "--repo", repoDir, "--repack-below", "0.7", "--pack-size", "1048576")
 		cmd.Env = append(os.Environ(), "LIFEBOAT_TEST_AS_MAIN=1")
 		return cmd
 	}
-	// How long a whole prune takes, on a copy.
+	// A whole prune, on a copy, to kill others part of the way: by the
+	// packs they have written, not by time, which the page cache changes.
+	basePacks := packSet(t, base)
 	full := copyTree(t, base, filepath.Join(dir, "full"))
-	start := time.Now()
 	out, err := prune(full).CombinedOutput()
 	t.Logf("%s", out)
 	if err != nil || !strings.Contains(string(out), "repacked") {
 		t.Fatalf("prune: %v\n%s", err, out)
 	}
-	took := time.Since(start)
-	t.Logf("a whole prune took %s", took)
+	written := 0
+	for name := range packSet(t, full) {
+		if !basePacks[name] {
+			written++
+		}
+	}
+	if written < 4 {
+		t.Fatalf("the whole prune wrote %d packs: too few to kill one part of the way", written)
+	}
 	if code, out, _ := runCapture(t, "snapshots", "--repo", full); code == 0 {
 		t.Logf("after it:\n%s", out)
 	}
 	interrupted := 0
-	for i, frac := range []float64{0.25, 0.5, 0.75} {
+	// Killed after its first new pack, after half of them, and once its
+	// new index is written (while it removes what that index dropped).
+	for i, stage := range []string{"first", "half", "index"} {
 		repoDir := copyTree(t, base, filepath.Join(dir, fmt.Sprintf("killed-%d", i)))
+		baseIndex := indexSet(t, repoDir)
 		cmd := prune(repoDir)
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
-		time.Sleep(time.Duration(frac * float64(took)))
-		cmd.Process.Signal(syscall.SIGKILL)
-		err := cmd.Wait()
+		exited := make(chan error, 1)
+		go func() { exited <- cmd.Wait() }()
+		reached := func() bool {
+			switch stage {
+			case "index":
+				for name := range indexSet(t, repoDir) {
+					if !baseIndex[name] {
+						return true
+					}
+				}
+				return false
+			default:
+				n := 0
+				for name := range packSet(t, repoDir) {
+					if !basePacks[name] {
+						n++
+					}
+				}
+				return n >= 1 && (stage == "first" || n >= written/2)
+			}
+		}
+		var err error
+	poll:
+		for {
+			select {
+			case err = <-exited:
+				break poll
+			case <-time.After(200 * time.Microsecond):
+				if reached() {
+					cmd.Process.Signal(syscall.SIGKILL)
+					err = <-exited
+					break poll
+				}
+			}
+		}
 		if ee, ok := err.(*exec.ExitError); !ok || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
-			t.Logf("the prune ended before the kill at %.0f%% (%v)", frac*100, err)
+			t.Logf("the prune ended before the kill at stage %q (%v)", stage, err)
 			continue
 		}
+		t.Logf("prune killed at stage %q", stage)
 		interrupted++
 		if code, out, errs := runCapture(t, "verify", "--repo", repoDir, "--read-data", "--progress", "none"); code != 0 {
-			t.Fatalf("after a kill at %.0f%%: verify failed:\n%s\n%s", frac*100, out, errs)
+			t.Fatalf("after a kill at stage %q: verify failed:\n%s\n%s", stage, out, errs)
 		}
 		// The killed prune's lock is stale only after 30 minutes or when
 		// its process is gone: it is gone, on this host.
 		if code, out, errs := runCapture(t, "prune", "--repo", repoDir, "--repack-below", "0.7"); code != 0 {
-			t.Fatalf("prune again after a kill at %.0f%%: %s %s", frac*100, out, errs)
+			t.Fatalf("prune again after a kill at stage %q: %s %s", stage, out, errs)
 		}
 		if code, out, _ := runCapture(t, "verify", "--repo", repoDir, "--read-data", "--progress", "none"); code != 0 {
 			t.Fatalf("verify after the second prune:\n%s", out)
@@ -248,11 +342,11 @@ func TestPruneKilled(t *testing.T) {
 			t.Fatal(errs)
 		}
 		if sha(t, got) != sha(t, want) {
-			t.Errorf("after a kill at %.0f%% the kept snapshot changed", frac*100)
+			t.Errorf("after a kill at stage %q the kept snapshot changed", stage)
 		}
 	}
 	if interrupted < 2 {
-		t.Fatalf("only %d of 3 prunes were killed before they ended (a whole prune took %s)", interrupted, took)
+		t.Fatalf("only %d of 3 prunes were killed before they ended", interrupted)
 	}
 }
 

@@ -192,9 +192,10 @@ func runForget(ctx context.Context, env *cmdEnv, args []string) error {
 }
 
 func runPrune(ctx context.Context, env *cmdEnv, args []string) error {
-	fs := newFlags("prune", env, "prune --repo REPO [--repack-below F] [--dry-run]")
+	fs := newFlags("prune", env, "prune --repo REPO [--repack-below F] [--dry-run] [--pack-size N]")
 	rf := addRepoFlags(fs)
 	below := fs.Float64("repack-below", 0.5, "repack packs whose used fraction is below this (0 to 1; negative: never)")
+	packSize := fs.Int("pack-size", 0, "size of the packs repacking writes, in bytes (default 32 MiB; for tests and tuning)")
 	dry := fs.Bool("dry-run", false, "show what would be freed; change nothing")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -204,7 +205,7 @@ func runPrune(ctx context.Context, env *cmdEnv, args []string) error {
 		return err
 	}
 	defer closeRepo(r)
-	return prune(ctx, env, r, repo.PruneOptions{RepackBelow: *below, DryRun: *dry})
+	return prune(ctx, env, r, repo.PruneOptions{RepackBelow: *below, DryRun: *dry, PackSize: *packSize})
 }
 
 func prune(ctx context.Context, env *cmdEnv, r *repo.Repo, opt repo.PruneOptions) error {

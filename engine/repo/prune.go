@@ -20,6 +20,9 @@ type PruneOptions struct {
 	RepackBelow float64
 	// DryRun computes what prune would do and changes nothing.
 	DryRun bool
+	// PackSize is the size of the packs repacking writes; 0 picks
+	// DefaultPackSize.
+	PackSize int
 	// Progress, when set, is called as work completes; phase is
 	// "snapshots" (chunk list blobs loaded), "repack" (pack bytes read) or
 	// "delete" (objects removed).
@@ -168,7 +171,7 @@ func (r *Repo) prune(ctx context.Context, opt PruneOptions) (*PruneStats, error)
 
 	// 1. New packs for the blobs of the repacked ones. Until step 2 they
 	// are packs no index lists: harmless, and removed by the next prune.
-	newPacks, err := r.repack(ctx, repack, progress)
+	newPacks, err := r.repack(ctx, repack, opt.PackSize, progress)
 	if err != nil {
 		return stats, err
 	}
@@ -388,7 +391,7 @@ func planPacks(candidates []packInfo, used map[ChunkID]bool, threshold float64) 
 // repack copies the needed blobs of packs as stored (still sealed and
 // compressed) into new packs, after checking each one, and returns the new
 // packs, which no index lists yet.
-func (r *Repo) repack(ctx context.Context, plans []*packPlan, progress func(string, int64, int64)) ([]packInfo, error) {
+func (r *Repo) repack(ctx context.Context, plans []*packPlan, packSize int, progress func(string, int64, int64)) ([]packInfo, error) {
 	if len(plans) == 0 {
 		return nil, nil
 	}
@@ -396,7 +399,7 @@ func (r *Repo) repack(ctx context.Context, plans []*packPlan, progress func(stri
 	for _, p := range plans {
 		total += p.info.Size
 	}
-	w := r.NewWriter(WriterOptions{})
+	w := r.NewWriter(WriterOptions{PackSize: packSize})
 	for _, p := range plans {
 		name := packName(p.info.ID)
 		b, err := r.be.Load(ctx, name, 0, -1)
