@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"runtime/debug"
 	"time"
 
 	"golang.org/x/term"
@@ -83,6 +84,7 @@ func openRepo(ctx context.Context, env *cmdEnv, rf repoFlags, create bool) (_ *r
 	r, err := repo.Open(ctx, be, pw)
 	switch {
 	case err == nil:
+		allowIndex(r)
 		return r, netshare.LocalDir(*rf.location), nil
 	case errors.Is(err, repo.ErrNotRepository) && create:
 		r, err = repo.Init(ctx, be, repo.InitOptions{Password: pw})
@@ -107,9 +109,20 @@ func openRepo(ctx context.Context, env *cmdEnv, rf repoFlags, create bool) (_ *r
 		if err != nil {
 			return nil, "", fmt.Errorf("open repository %s: %w", *rf.location, err)
 		}
+		allowIndex(r)
 		return r, netshare.LocalDir(*rf.location), nil
 	default:
 		return nil, "", fmt.Errorf("open repository %s: %w", *rf.location, err)
+	}
+}
+
+// allowIndex raises the soft memory limit by what r's index holds. The
+// limit keeps the garbage of the copy buffers in check; a large index is
+// live data no collection can free, and under a limit it fills the
+// collector would run without end.
+func allowIndex(r *repo.Repo) {
+	if os.Getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(memoryLimit + r.IndexMemory())
 	}
 }
 

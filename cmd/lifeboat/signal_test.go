@@ -27,14 +27,15 @@ func TestMain(m *testing.M) {
 func TestInterruptSaysIncomplete(t *testing.T) {
 	dir := t.TempDir()
 	// A disk of zeros has no table and no file system: it is copied raw,
-	// reading 4 GiB of holes, long enough to interrupt.
+	// reading 16 GiB of holes, long enough to interrupt after the first
+	// progress line (a second in) on a fast machine too.
 	src := filepath.Join(dir, "src.img")
 	dst := filepath.Join(dir, "dst.img")
 	for _, p := range []string{src, dst} {
 		if err := os.WriteFile(p, nil, 0o644); err != nil {
 			t.Fatal(err)
 		}
-		if err := os.Truncate(p, 4<<30); err != nil {
+		if err := os.Truncate(p, 16<<30); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -85,7 +86,7 @@ func TestInterruptBackup(t *testing.T) {
 	dir := t.TempDir()
 	src := filepath.Join(dir, "src.img")
 	os.WriteFile(src, nil, 0o644)
-	os.Truncate(src, 4<<30) // no table, no file system: read whole
+	os.Truncate(src, 16<<30) // no table, no file system: read whole, for longer than a second
 	repoDir := filepath.Join(dir, "repo")
 	cmd := exec.Command(os.Args[0], "backup", "--from", src, "--repo", repoDir, "--progress", "json")
 	cmd.Env = append(os.Environ(), "LIFEBOAT_TEST_AS_MAIN=1")

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"unsafe"
 )
 
 // PackID names a pack: the BLAKE3-256 of its bytes as stored.
@@ -266,6 +267,19 @@ func (m *memIndex) len() int {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
 	return m.count
+}
+
+// memory is about the bytes the index holds.
+func (m *memIndex) memory() int64 {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	var n int64
+	for _, b := range m.buckets {
+		n += int64(cap(b)) * int64(unsafe.Sizeof(indexEntry{}))
+	}
+	// A pack: its id and size in slices and an entry of the id → number
+	// map, with their spare room (measured: about 256 bytes).
+	return n + int64(len(m.packs))*256
 }
 
 // each calls fn for every blob, in id order; fn must not call m's methods.

@@ -96,9 +96,14 @@ func TestMemIndexBytesPerBlob(t *testing.T) {
 	runtime.GC()
 	runtime.ReadMemStats(&b)
 	per := float64(int64(b.HeapAlloc)-int64(a.HeapAlloc)) / n
-	t.Logf("%d blobs: %.1f bytes each", n, per)
+	t.Logf("%d blobs: %.1f bytes each; the index says %.1f", n, per, float64(m.memory())/n)
 	if per > 80 {
 		t.Errorf("%.1f bytes per indexed blob, want at most 80", per)
+	}
+	// memory, which raises the CLI's soft memory limit, is within 15% of
+	// what the heap measured.
+	if est := float64(m.memory()) / n; est < per*0.85 || est > per*1.15 {
+		t.Errorf("the index estimates %.1f bytes per blob, the heap measured %.1f", est, per)
 	}
 	runtime.KeepAlive(m)
 	runtime.KeepAlive(packs)

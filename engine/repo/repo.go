@@ -327,6 +327,10 @@ func (r *Repo) Wrote() bool { return r.wrote.Load() }
 // Has reports whether the index holds the blob id.
 func (r *Repo) Has(id ChunkID) bool { return r.idx.has(id) }
 
+// IndexMemory is about the bytes of memory the repository's index holds:
+// 69 or so per stored chunk. It is live for as long as the Repo is open.
+func (r *Repo) IndexMemory() int64 { return r.idx.memory() }
+
 // saveObject seals payload and stores it under dir/<BLAKE3 of the stored
 // bytes>, returning the id.
 func (r *Repo) saveObject(ctx context.Context, dir string, payload []byte) (string, error) {
