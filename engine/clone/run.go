@@ -169,7 +169,11 @@ func Run(ctx context.Context, p *Plan, counters *progress.Counters) (*Result, er
 	}
 	workers := o.Workers
 	if workers <= 0 {
-		workers = max(4, runtime.NumCPU())
+		// Enough pieces in flight for a disk's queue and for restores'
+		// decoding, but not one per core: each holds a 4 MiB buffer, and
+		// a restore's a decoded frame too (16 of them took a restore to
+		// 366 MiB, measured with GOMAXPROCS=16).
+		workers = max(4, min(runtime.GOMAXPROCS(0), maxWorkers))
 	}
 	chunk := o.ChunkSize
 	if chunk <= 0 {
@@ -271,6 +275,8 @@ func Run(ctx context.Context, p *Plan, counters *progress.Counters) (*Result, er
 
 const (
 	defaultChunk = 4 << 20
+	// maxWorkers bounds the default number of copy workers.
+	maxWorkers = 8
 	// mergeGap: unused gaps up to this size between used extents are
 	// copied rather than skipped (measured in bench/: fewer, larger
 	// requests win below this size).

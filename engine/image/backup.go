@@ -120,7 +120,10 @@ func Backup(ctx context.Context, opt BackupOptions, counters *progress.Counters)
 	w := opt.Repo.NewWriter(repo.WriterOptions{Compression: opt.Compression, PackSize: opt.PackSize, IndexEvery: 32})
 	workers := opt.Workers
 	if workers <= 0 {
-		workers = max(2, runtime.NumCPU())
+		// Each worker reads and hashes a chunk and, when it completes a
+		// group, compresses it; beyond the repository's compressors,
+		// more workers would only hold more groups while they wait.
+		workers = max(2, min(runtime.GOMAXPROCS(0), repo.Compressors()+2))
 	}
 	cs := opt.Repo.Config().ChunkSize
 	var streams []repo.Stream
