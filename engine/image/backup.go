@@ -128,13 +128,9 @@ func Backup(ctx context.Context, opt BackupOptions, counters *progress.Counters)
 	cs := opt.Repo.Config().ChunkSize
 	var streams []repo.Stream
 	for _, r := range regions {
-		ids, err := saveRegion(ctx, w, opt.Repo, blockdev.Sub(src, r.meta.Offset, r.meta.Size), r.meta.Size, r.extents, cs, workers, counters)
+		ref, err := saveRegion(ctx, w, opt.Repo, blockdev.Sub(src, r.meta.Offset, r.meta.Size), r.meta.Size, r.extents, cs, workers, counters)
 		if err != nil {
 			return nil, fmt.Errorf("backup %s: %w", r.meta.Stream, err)
-		}
-		ref, err := w.SaveList(ctx, ids)
-		if err != nil {
-			return nil, fmt.Errorf("backup %s: save its chunk list: %w", r.meta.Stream, err)
 		}
 		streams = append(streams, repo.Stream{Name: r.meta.Stream, Size: r.meta.Size, ChunkSize: cs, Chunks: ref})
 	}
@@ -269,9 +265,11 @@ func planBackup(ctx context.Context, src *blockdev.Disk, opt BackupOptions) (*Me
 // and returns the chunk list. Bytes outside the used extents are zeroed
 // before hashing, so the same content always gives the same id; a chunk
 // with no used byte, or only zeros, is not stored (its id is zero).
-func saveRegion(ctx context.Context, w *repo.Writer, r *repo.Repo, src *blockdev.Window, size int64, ext []fsmap.Extent, cs int, workers int, counters *progress.Counters) ([]repo.ChunkID, error) {
+func saveRegion(ctx context.Context, w *repo.Writer, r *repo.Repo, src *blockdev.Window, size int64, ext []fsmap.Extent, cs int, workers int, counters *progress.Counters) (repo.ListRef, error) {
 	n := (size + int64(cs) - 1) / int64(cs)
-	ids := make([]repo.ChunkID, n)
+	// The chunk list is stored part by part as chunks finish, so memory
+	// does not grow with the region's size.
+	list := w.NewList(n)
 	type job struct {
 		idx  int64
 		used []fsmap.Extent // relative to the chunk
@@ -296,6 +294,9 @@ func saveRegion(ctx context.Context, w *repo.Writer, r *repo.Repo, src *blockdev
 				used = append(used, fsmap.Extent{Off: a - lo, Len: b - a})
 			}
 			if len(used) == 0 {
+				if err := list.Set(parent, i, repo.ChunkID{}); err != nil {
+					return err
+				}
 				continue
 			}
 			select {
@@ -317,22 +318,28 @@ func saveRegion(ctx context.Context, w *repo.Writer, r *repo.Repo, src *blockdev
 				}
 				zeroOutside(b, j.used)
 				counters.Add(fsmap.Total(j.used))
-				if blockdev.IsZero(b) {
-					continue
+				var id repo.ChunkID
+				if !blockdev.IsZero(b) {
+					id = r.Hash(b)
+					if _, err := w.SaveChunk(parent, id, b); err != nil {
+						return err
+					}
 				}
-				id := r.Hash(b)
-				if _, err := w.SaveChunk(parent, id, b); err != nil {
+				if err := list.Set(parent, j.idx, id); err != nil {
 					return err
 				}
-				ids[j.idx] = id
 			}
 			return nil
 		})
 	}
 	if err := g.Wait(); err != nil {
-		return nil, err
+		return repo.ListRef{}, err
 	}
-	return ids, nil
+	ref, err := list.Finish()
+	if err != nil {
+		return repo.ListRef{}, fmt.Errorf("save its chunk list: %w", err)
+	}
+	return ref, nil
 }
 
 // zeroOutside clears the bytes of b not covered by used (sorted extents

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"math/rand/v2"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -329,5 +330,72 @@ func TestWriterIndexEvery(t *testing.T) {
 	rep, err := r3.Check(ctx, CheckOptions{ReadData: true})
 	if err != nil || !rep.OK() {
 		t.Fatalf("check: %v %+v", err, rep)
+	}
+}
+
+// A list built position by position, in any order and from several
+// goroutines, is the list SaveList stores; parts are stored as they
+// complete, and an unfinished list is refused.
+func TestListBuilder(t *testing.T) {
+	ctx := context.Background()
+	be, _ := newBackend(t)
+	r, err := Init(ctx, be, InitOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := r.NewWriter(WriterOptions{})
+	n := int64(2*ListPartLen + 123)
+	ids := make([]ChunkID, n)
+	rng := rand.New(rand.NewPCG(3, 3))
+	for i := range ids {
+		if rng.IntN(3) > 0 { // a third absent
+			ids[i] = r.Hash([]byte{byte(i), byte(i >> 8), byte(i >> 16)})
+		}
+	}
+	want, err := w.SaveList(ctx, ids)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := w.NewList(n)
+	order := rng.Perm(int(n))
+	var wg sync.WaitGroup
+	for g := range 4 {
+		wg.Go(func() {
+			for _, i := range order[g*len(order)/4 : (g+1)*len(order)/4] {
+				if err := b.Set(ctx, int64(i), ids[i]); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	got, err := b.Finish()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Len != want.Len || !slices.Equal(got.Parts, want.Parts) {
+		t.Fatalf("built list %+v, SaveList gave %+v", got, want)
+	}
+	b.mu.Lock()
+	pending := len(b.pending)
+	b.mu.Unlock()
+	if pending != 0 {
+		t.Fatalf("%d parts still held after the list was complete", pending)
+	}
+	short := w.NewList(n)
+	for i := range n - 1 {
+		if err := short.Set(ctx, i, ids[i]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := short.Finish(); err == nil {
+		t.Fatal("a list with a position never set was finished")
+	}
+	if err := short.Set(ctx, n, ChunkID{}); err == nil {
+		t.Fatal("a position past the end was accepted")
+	}
+	if _, err := w.Flush(ctx); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -539,16 +539,107 @@ const ListPartLen = 16 << 10
 func (w *Writer) SaveList(ctx context.Context, ids []ChunkID) (ListRef, error) {
 	ref := ListRef{Len: int64(len(ids))}
 	for start := 0; start < len(ids); start += ListPartLen {
-		end := min(start+ListPartLen, len(ids))
-		b := make([]byte, 0, 32*(end-start))
-		for _, id := range ids[start:end] {
-			b = append(b, id[:]...)
-		}
-		pid := w.r.Hash(b)
-		if _, err := w.saveBlob(ctx, KindList, pid, b, false); err != nil {
+		pid, err := w.saveListPart(ctx, ids[start:min(start+ListPartLen, len(ids))])
+		if err != nil {
 			return ListRef{}, fmt.Errorf("save chunk list part %d: %w", len(ref.Parts), err)
 		}
 		ref.Parts = append(ref.Parts, pid)
 	}
 	return ref, nil
+}
+
+func (w *Writer) saveListPart(ctx context.Context, ids []ChunkID) (ChunkID, error) {
+	b := make([]byte, 0, 32*len(ids))
+	for _, id := range ids {
+		b = append(b, id[:]...)
+	}
+	pid := w.r.Hash(b)
+	if _, err := w.saveBlob(ctx, KindList, pid, b, false); err != nil {
+		return ChunkID{}, err
+	}
+	return pid, nil
+}
+
+// ListBuilder stores a chunk list of a known length part by part as its ids
+// become known, in any order, so that a backup holds only the parts not yet
+// complete (with chunks handed out in order, one or two) rather than 32
+// bytes per MiB of the disk until the end (128 MiB for a 4 TB disk). It is
+// safe for concurrent use.
+type ListBuilder struct {
+	w       *Writer
+	n       int64
+	mu      sync.Mutex
+	pending map[int64]*listPart // by part number
+	parts   []ChunkID
+	err     error
+}
+
+type listPart struct {
+	ids    []ChunkID
+	filled int
+}
+
+// NewList starts a chunk list of n ids.
+func (w *Writer) NewList(n int64) *ListBuilder {
+	return &ListBuilder{w: w, n: n, pending: map[int64]*listPart{}, parts: make([]ChunkID, (n+ListPartLen-1)/ListPartLen)}
+}
+
+// Set gives the id at position i (the zero id for an absent chunk). Every
+// position must be set exactly once; the part a Set completes is stored.
+func (b *ListBuilder) Set(ctx context.Context, i int64, id ChunkID) error {
+	if i < 0 || i >= b.n {
+		return fmt.Errorf("chunk list: position %d outside [0, %d)", i, b.n)
+	}
+	k := i / ListPartLen
+	b.mu.Lock()
+	if b.err != nil {
+		err := b.err
+		b.mu.Unlock()
+		return err
+	}
+	p := b.pending[k]
+	if p == nil {
+		p = &listPart{ids: make([]ChunkID, min(ListPartLen, b.n-k*ListPartLen))}
+		b.pending[k] = p
+	}
+	p.ids[i-k*ListPartLen] = id
+	p.filled++
+	done := p.filled == len(p.ids)
+	if done {
+		delete(b.pending, k)
+	}
+	b.mu.Unlock()
+	if !done {
+		return nil
+	}
+	pid, err := b.w.saveListPart(ctx, p.ids)
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if err != nil {
+		b.err = fmt.Errorf("save chunk list part %d: %w", k, err)
+		return b.err
+	}
+	b.parts[k] = pid
+	return nil
+}
+
+// Finish returns the list's reference once every position was set.
+func (b *ListBuilder) Finish() (ListRef, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.err != nil {
+		return ListRef{}, b.err
+	}
+	if len(b.pending) > 0 {
+		return ListRef{}, fmt.Errorf("chunk list: %d parts incomplete", len(b.pending))
+	}
+	for k, pid := range b.parts {
+		if pid.IsZero() {
+			return ListRef{}, fmt.Errorf("chunk list: part %d never set", k)
+		}
+	}
+	if len(b.parts) == 0 {
+		return ListRef{Len: b.n}, nil // as SaveList gives an empty list
+	}
+	return ListRef{Len: b.n, Parts: b.parts}, nil
 }
