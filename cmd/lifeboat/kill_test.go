@@ -66,25 +66,7 @@ func TestBackupKilled(t *testing.T) {
 	for i, frac := range []float64{0.2, 0.5, 0.8} {
 		repoDir := filepath.Join(dir, fmt.Sprintf("killed-%d", i))
 		cmd := run(repoDir)
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		exited := make(chan error, 1)
-		go func() { exited <- cmd.Wait() }()
-		var err error
-	poll:
-		for {
-			select {
-			case err = <-exited:
-				break poll
-			case <-time.After(time.Millisecond):
-				if countPacks(t, repoDir) >= int(frac*float64(total)) {
-					cmd.Process.Signal(syscall.SIGKILL)
-					err = <-exited
-					break poll
-				}
-			}
-		}
+		err := killWhen(t, cmd, func() bool { return countPacks(t, repoDir) >= int(frac*float64(total)) })
 		if ee, ok := err.(*exec.ExitError); !ok || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
 			t.Logf("the backup ended before the kill at %.0f%% of its packs (%v)", frac*100, err)
 			continue
@@ -111,6 +93,28 @@ func TestBackupKilled(t *testing.T) {
 var reused = regexp.MustCompile(`(\d+) already stored`)
 
 var packName = regexp.MustCompile(`^[0-9a-f]{64}$`)
+
+// killWhen starts cmd and kills it with SIGKILL as soon as reached says so
+// (polled every 200 µs), unless it ends first; it returns cmd.Wait's error.
+func killWhen(t *testing.T, cmd *exec.Cmd, reached func() bool) error {
+	t.Helper()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	for {
+		select {
+		case err := <-exited:
+			return err
+		case <-time.After(200 * time.Microsecond):
+			if reached() {
+				cmd.Process.Signal(syscall.SIGKILL)
+				return <-exited
+			}
+		}
+	}
+}
 
 // packSet and indexSet are the names of a local repository's finished
 // packs and index files.
@@ -282,11 +286,6 @@ func TestPruneKilled(t *testing.T) {
 		repoDir := copyTree(t, base, filepath.Join(dir, fmt.Sprintf("killed-%d", i)))
 		baseIndex := indexSet(t, repoDir)
 		cmd := prune(repoDir)
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		exited := make(chan error, 1)
-		go func() { exited <- cmd.Wait() }()
 		reached := func() bool {
 			switch stage {
 			case "index":
@@ -306,20 +305,7 @@ func TestPruneKilled(t *testing.T) {
 				return n >= 1 && (stage == "first" || n >= written/2)
 			}
 		}
-		var err error
-	poll:
-		for {
-			select {
-			case err = <-exited:
-				break poll
-			case <-time.After(200 * time.Microsecond):
-				if reached() {
-					cmd.Process.Signal(syscall.SIGKILL)
-					err = <-exited
-					break poll
-				}
-			}
-		}
+		err := killWhen(t, cmd, reached)
 		if ee, ok := err.(*exec.ExitError); !ok || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
 			t.Logf("the prune ended before the kill at stage %q (%v)", stage, err)
 			continue
