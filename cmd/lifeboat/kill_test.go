@@ -58,7 +58,7 @@ func TestBackupKilled(t *testing.T) {
 	if out, err := run(filepath.Join(dir, "full")).CombinedOutput(); err != nil {
 		t.Fatalf("full backup: %v\n%s", err, out)
 	}
-	total := countPacks(t, filepath.Join(dir, "full"))
+	total := len(packSet(t, filepath.Join(dir, "full")))
 	if total < 20 {
 		t.Fatalf("the full backup stored %d packs: too few to kill one part of the way", total)
 	}
@@ -66,7 +66,7 @@ func TestBackupKilled(t *testing.T) {
 	for i, frac := range []float64{0.2, 0.5, 0.8} {
 		repoDir := filepath.Join(dir, fmt.Sprintf("killed-%d", i))
 		cmd := run(repoDir)
-		err := killWhen(t, cmd, func() bool { return countPacks(t, repoDir) >= int(frac*float64(total)) })
+		err := killWhen(t, cmd, func() bool { return len(packSet(t, repoDir)) >= int(frac*float64(total)) })
 		if ee, ok := err.(*exec.ExitError); !ok || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
 			t.Logf("the backup ended before the kill at %.0f%% of its packs (%v)", frac*100, err)
 			continue
@@ -132,20 +132,6 @@ func objectSet(t *testing.T, repoDir, sub string) map[string]bool {
 		return nil
 	})
 	return set
-}
-
-// countPacks counts the finished packs in a local repository (temporary
-// files of saves under way have other names).
-func countPacks(t *testing.T, repoDir string) int {
-	t.Helper()
-	n := 0
-	filepath.WalkDir(filepath.Join(repoDir, "data"), func(_ string, d os.DirEntry, err error) error {
-		if err == nil && d.Type().IsRegular() && packName.MatchString(d.Name()) {
-			n++
-		}
-		return nil
-	})
-	return n
 }
 
 func countSnapshots(t *testing.T, repoDir string) int {

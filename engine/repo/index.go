@@ -167,7 +167,6 @@ func locOf(e packEntry, pi int32) blobLoc {
 type memIndex struct {
 	mu      sync.RWMutex
 	buckets [indexBuckets][]indexEntry
-	count   int
 	packs   []PackID
 	pIdx    map[PackID]int32
 	sizes   []int64
@@ -217,14 +216,14 @@ func (m *memIndex) add(packs []packInfo) {
 		for j < len(fresh) && bucketOf(fresh[j].id) == b {
 			j++
 		}
-		m.buckets[b] = m.mergeBucket(m.buckets[b], fresh[i:j])
+		m.buckets[b] = mergeBucket(m.buckets[b], fresh[i:j])
 		i = j
 	}
 }
 
 // mergeBucket returns old (sorted) with the entries of add (sorted) whose
 // ids it lacks, in a slice of exactly the needed size.
-func (m *memIndex) mergeBucket(old, add []indexEntry) []indexEntry {
+func mergeBucket(old, add []indexEntry) []indexEntry {
 	out := make([]indexEntry, 0, len(old)+len(add))
 	i := 0
 	for k, e := range add {
@@ -239,7 +238,6 @@ func (m *memIndex) mergeBucket(old, add []indexEntry) []indexEntry {
 			continue
 		}
 		out = append(out, e)
-		m.count++
 	}
 	out = append(out, old[i:]...)
 	return slices.Clip(out)
@@ -266,7 +264,11 @@ func (m *memIndex) has(id ChunkID) bool {
 func (m *memIndex) len() int {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
-	return m.count
+	n := 0
+	for _, b := range m.buckets {
+		n += len(b)
+	}
+	return n
 }
 
 // memory is about the bytes the index holds.

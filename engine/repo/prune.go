@@ -499,5 +499,5 @@ func (m *memIndex) replace(packs []packInfo) {
 	n.add(packs)
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.buckets, m.count, m.packs, m.pIdx, m.sizes = n.buckets, n.count, n.packs, n.pIdx, n.sizes
+	m.buckets, m.packs, m.pIdx, m.sizes = n.buckets, n.packs, n.pIdx, n.sizes
 }

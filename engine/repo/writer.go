@@ -241,9 +241,9 @@ func (w *Writer) takeGroup() ([]byte, []packEntry) {
 // entries describe (one blob, or a group of data chunks in order), and
 // adds it to the pack being filled. It returns the bytes stored.
 func (w *Writer) storeFrame(ctx context.Context, raw []byte, entries []packEntry) (int64, error) {
-	var group uint8
+	var frameFlags uint8
 	if len(entries) > 1 {
-		group = flagGroup
+		frameFlags = flagGroup
 	} else {
 		entries[0].RawOff = 0
 	}
@@ -251,11 +251,11 @@ func (w *Writer) storeFrame(ctx context.Context, raw []byte, entries []packEntry
 		// Data frames go through the call filter (see callfilter.go);
 		// a group's buffer is the writer's own, a single chunk is the
 		// caller's and is filtered in a copy.
-		if group == 0 {
+		if frameFlags&flagGroup == 0 {
 			raw = bytes.Clone(raw)
 		}
 		filterCalls(raw, true)
-		group |= flagCalls
+		frameFlags |= flagCalls
 	}
 	blob, zflag, err := w.encode(raw)
 	if err != nil {
@@ -267,7 +267,7 @@ func (w *Writer) storeFrame(ctx context.Context, raw []byte, entries []packEntry
 		return 0, fmt.Errorf("save %s blob %v: %w", entries[0].Kind, entries[0].ID, err)
 	}
 	for i := range entries {
-		entries[i].Flags = zflag | group
+		entries[i].Flags = zflag | frameFlags
 		entries[i].Stored = uint32(len(blob))
 		entries[i].frameRaw = uint32(len(raw))
 	}
@@ -278,7 +278,7 @@ func (w *Writer) storeFrame(ctx context.Context, raw []byte, entries []packEntry
 	if len(blob) > 0 && len(raw) > 0 && &blob[0] != &raw[0] {
 		w.frameBufs.put(blob)
 	}
-	if group&flagGroup != 0 {
+	if frameFlags&flagGroup != 0 {
 		w.groupBufs.put(raw)
 	}
 	if err != nil {
@@ -339,24 +339,17 @@ func (w *Writer) copyFrame(ctx context.Context, entries []packEntry, stored []by
 
 // encode compresses when that saves space, then seals.
 func (w *Writer) encode(data []byte) ([]byte, uint8, error) {
-	var flags uint8
-	plain := data
 	var dst []byte
 	if len(data) <= w.frameBufs.size {
 		dst = w.frameBufs.get()
 	}
-	c := w.enc.EncodeAll(data, dst)
-	if len(c) < len(data) {
-		plain, flags = c, flagZstd
-	}
-	if flags == 0 {
-		w.frameBufs.put(c)
+	plain, flags := w.enc.EncodeAll(data, dst), uint8(flagZstd)
+	if len(plain) >= len(data) {
+		w.frameBufs.put(plain)
+		plain, flags = data, 0
 	}
 	if w.r.seal.aead == nil {
-		if flags == 0 {
-			// The pack buffer copies it; no need to copy here.
-			return data, 0, nil
-		}
+		// The pack buffer copies it; no need to copy here.
 		return plain, flags, nil
 	}
 	var out []byte
@@ -365,7 +358,7 @@ func (w *Writer) encode(data []byte) ([]byte, uint8, error) {
 	}
 	out, err := w.r.seal.seal(out, plain)
 	if flags != 0 {
-		w.frameBufs.put(c)
+		w.frameBufs.put(plain) // sealed into out
 	}
 	if err != nil {
 		return nil, 0, err

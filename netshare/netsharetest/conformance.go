@@ -528,6 +528,13 @@ func testInvalidNames(t *testing.T, b netshare.Backend) {
 	checkSet(t, "List after refused saves", listAll(t, b, ""), map[string]int64{})
 }
 
+// FailAfter returns a reader of data that fails with err once it has given
+// n bytes: a source that breaks midway, for Save. It seeks within data
+// (from the start, or to where it is).
+func FailAfter(data []byte, n int, err error) io.ReadSeeker {
+	return &failAfter{data: data, n: n, err: err}
+}
+
 // failAfter reads n bytes of data, then fails with err.
 type failAfter struct {
 	data []byte
@@ -560,7 +567,7 @@ func testFailedReader(t *testing.T, b netshare.Backend) {
 	data := randomBytes(8, 3<<20)
 	boom := errors.New("reader broke")
 	for _, n := range []int{0, 1, 1 << 20, len(data) - 1} {
-		err := b.Save(context.Background(), "data/aa/partial", int64(len(data)), &failAfter{data: data, n: n, err: boom})
+		err := b.Save(context.Background(), "data/aa/partial", int64(len(data)), FailAfter(data, n, boom))
 		if !errors.Is(err, boom) {
 			t.Fatalf("Save with a reader failing after %d bytes: got %v, want the reader's error", n, err)
 		}
@@ -572,7 +579,7 @@ func testFailedReader(t *testing.T, b netshare.Backend) {
 	// A failed replacement keeps the old object whole.
 	old := randomBytes(9, 5000)
 	save(t, b, "index/keep", old)
-	err := b.Save(context.Background(), "index/keep", int64(len(data)), &failAfter{data: data, n: 100000, err: boom})
+	err := b.Save(context.Background(), "index/keep", int64(len(data)), FailAfter(data, 100000, boom))
 	if !errors.Is(err, boom) {
 		t.Fatalf("replacing Save with a failing reader: got %v, want the reader's error", err)
 	}

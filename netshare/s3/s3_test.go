@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"math/rand/v2"
 	"net/url"
@@ -282,9 +281,10 @@ func TestMultipartSave(t *testing.T) {
 	if err != nil || !bytes.Equal(tail, data[s3.PartSize-10:s3.PartSize+10]) {
 		t.Fatalf("range across the part border: %v", err)
 	}
-	failing := &failAfter{r: bytes.NewReader(data), n: s3.PartSize + 1<<20}
-	if err := b.Save(ctx, "data/00/cut", int64(len(data)), failing); err == nil {
-		t.Fatal("a save whose reader failed midway succeeded")
+	boom := errors.New("disk read error")
+	failing := netsharetest.FailAfter(data, s3.PartSize+1<<20, boom)
+	if err := b.Save(ctx, "data/00/cut", int64(len(data)), failing); !errors.Is(err, boom) {
+		t.Fatalf("a save whose reader failed midway: %v, want the reader's error", err)
 	}
 	if _, err := b.Stat(ctx, "data/00/cut"); !errors.Is(err, fs.ErrNotExist) {
 		t.Fatalf("after a failed multipart save: stat %v, want not exist", err)
@@ -293,22 +293,3 @@ func TestMultipartSave(t *testing.T) {
 		t.Fatalf("unfinished uploads after the failed save: %d (%v), want none", n, err)
 	}
 }
-
-// failAfter reads from r until n bytes, then fails.
-type failAfter struct {
-	r *bytes.Reader
-	n int64
-}
-
-func (f *failAfter) Read(p []byte) (int, error) {
-	pos, _ := f.r.Seek(0, io.SeekCurrent)
-	if pos >= f.n {
-		return 0, errors.New("disk read error")
-	}
-	if int64(len(p)) > f.n-pos {
-		p = p[:f.n-pos]
-	}
-	return f.r.Read(p)
-}
-
-func (f *failAfter) Seek(off int64, whence int) (int64, error) { return f.r.Seek(off, whence) }
