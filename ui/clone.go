@@ -209,7 +209,7 @@ func (a *app) showPlan(title, text string, back, next func()) {
 // confirmTarget asks for the target's identity, typed. A wrong text is
 // refused on the spot and nothing is written.
 func (a *app) confirmTarget(title string, d *disks.Disk, back, run func()) {
-	_, prompt := Confirmation(d)
+	_, prompt := disks.Confirmation(d)
 	info := tview.NewTextView().SetWordWrap(true)
 	info.SetTextStyle(a.theme.normal)
 	info.SetText(fmt.Sprintf("What the plan names on this disk is overwritten:\n\n  %s\n  %s\n\nType %s and press Enter.",
@@ -224,7 +224,7 @@ func (a *app) confirmTarget(title string, d *disks.Disk, back, run func()) {
 			back()
 		case tcell.KeyEnter:
 			typed := in.GetText()
-			if !Confirmed(d, typed) {
+			if !disks.Confirmed(d, typed) {
 				a.logf("confirmation for %s refused: %q typed", d.Path, typed)
 				status.SetText(fmt.Sprintf("%q does not match %s. Nothing was written. Type it again, or Esc to go back.", typed, prompt))
 				in.SetText("")

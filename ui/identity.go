@@ -8,17 +8,6 @@ import (
 	"github.com/lifeboat/lifeboat/engine/disks"
 )
 
-// Confirmation is disks.Confirmation: what a user must type to confirm
-// overwriting d, and how to ask for it (the command line's rule too).
-func Confirmation(d *disks.Disk) (want, prompt string) { return disks.Confirmation(d) }
-
-// Confirmed reports whether typed names d by Confirmation's rule. Spaces
-// around the text are ignored; case is not, as serials are printed.
-func Confirmed(d *disks.Disk, typed string) bool {
-	want, _ := Confirmation(d)
-	return want != "" && strings.TrimSpace(typed) == want
-}
-
 // diskTitle names a disk in one line: model, serial, size and where.
 func diskTitle(d *disks.Disk) string {
 	if d.IsFile {

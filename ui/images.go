@@ -52,12 +52,7 @@ func (a *app) backupWizard() {
 	options = func() {
 		f := tview.NewForm()
 		a.styleForm(f)
-		cur := 1
-		for i, c := range compressions {
-			if c == level {
-				cur = i
-			}
-		}
+		cur := compressionIndex(level)
 		dd := tview.NewDropDown().SetLabel("Compression ").SetOptions(compressionWords, func(_ string, i int) {
 			if i >= 0 {
 				level = compressions[i]

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/gdamore/tcell/v2"
@@ -26,8 +25,6 @@ type job struct {
 	// stopWords says what stopping leaves behind, for the cancel question.
 	stopWords string
 	run       func(ctx context.Context, c *progress.Counters) (summary string, err error)
-	// after runs on the interface's goroutine when the job is over.
-	after func()
 }
 
 // phaseRow is one phase as the progress screen shows it.
@@ -44,16 +41,11 @@ func (a *app) runJob(j job) {
 	view := tview.NewTextView().SetWordWrap(true)
 	view.SetTextStyle(a.theme.normal)
 	view.SetBorder(true).SetTitle(" " + j.title + " ")
-	var (
-		mu       sync.Mutex
-		finished bool
-		asking   bool
-	)
+	// Both are only touched on the interface's goroutine (input
+	// capture and queued updates).
+	var finished, asking bool
 	askStop := func() {
-		mu.Lock()
-		over := finished
-		mu.Unlock()
-		if over || asking {
+		if finished || asking {
 			return
 		}
 		asking = true
@@ -121,9 +113,7 @@ func (a *app) runJob(j job) {
 		stopped := ctx.Err() != nil
 		cancel()
 		a.tv.QueueUpdateDraw(func() {
-			mu.Lock()
 			finished = true
-			mu.Unlock()
 			draw(s, time.Now(), true)
 			a.pages.RemovePage("dialog")
 			a.summary(j, s, summary, err, stopped)
@@ -215,12 +205,7 @@ func (a *app) summary(j job, s progress.Snapshot, text string, err error, stoppe
 	fmt.Fprintf(&b, "\nTook %s. The log is %s\n", clock(s.Elapsed), a.logPath)
 	view := a.newText(b.String())
 	view.SetBorder(true).SetTitle(" " + heading + " ")
-	form := tview.NewForm().AddButton("Home", func() {
-		if j.after != nil {
-			j.after()
-		}
-		a.home()
-	})
+	form := tview.NewForm().AddButton("Home", func() { a.home() })
 	a.styleForm(form)
 	f := tview.NewFlex().SetDirection(tview.FlexRow).AddItem(view, 0, 1, false).AddItem(form, 3, 0, true)
 	a.show(j.title+": "+strings.ToLower(heading), f, "Enter home  Tab scroll the text")

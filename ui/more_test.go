@@ -155,31 +155,6 @@ func TestScreensFit(t *testing.T) {
 	}
 }
 
-func TestConfirmation(t *testing.T) {
-	cases := []struct {
-		d          disks.Disk
-		want, nope string
-	}{
-		{disks.Disk{Path: "/dev/sda", Serial: "S6PTNM0R123456"}, "3456", "y"},
-		{disks.Disk{Path: "/tmp/x/b.img", IsFile: true}, "b.img", ""},
-		{disks.Disk{Path: "/dev/nvme0n1", Serial: "AB"}, "nvme0n1", "AB"},
-	}
-	for _, c := range cases {
-		want, prompt := Confirmation(&c.d)
-		if want != c.want || !strings.Contains(prompt, strconv.Quote(c.want)) {
-			t.Errorf("%s: Confirmation = %q, %q; want %q", c.d.Path, want, prompt, c.want)
-		}
-		if !Confirmed(&c.d, " "+c.want+"\n") {
-			t.Errorf("%s: %q refused", c.d.Path, c.want)
-		}
-		for _, bad := range []string{c.nope, "", strings.ToLower(c.want) + "x"} {
-			if Confirmed(&c.d, bad) {
-				t.Errorf("%s: %q accepted", c.d.Path, bad)
-			}
-		}
-	}
-}
-
 // TestBackupToPartition backs up into a repository on an unmounted
 // partition: it is mounted read-write only once chosen, under MountDir,
 // and unmounted when the user goes home.

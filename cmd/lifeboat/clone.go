@@ -152,13 +152,13 @@ func confirm(env *cmdEnv, dst *disks.Disk) error {
 	if !env.interactive {
 		return errors.New("no terminal to confirm on: pass --yes to run without confirmation")
 	}
-	want, what := disks.Confirmation(dst)
+	_, what := disks.Confirmation(dst)
 	fmt.Fprintf(env.stderr, "\nEverything on %s will be overwritten.\nType %s to go on: ", dst.Describe(), what)
 	line, err := bufio.NewReader(env.stdin).ReadString('\n')
 	if err != nil && line == "" {
 		return fmt.Errorf("read confirmation: %w", err)
 	}
-	if strings.TrimSpace(line) != want {
+	if !disks.Confirmed(dst, line) {
 		return errors.New("not confirmed: nothing was written")
 	}
 	return nil

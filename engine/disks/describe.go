@@ -259,3 +259,10 @@ func Confirmation(d *Disk) (want, prompt string) {
 		return n, fmt.Sprintf("its device name (%q)", n)
 	}
 }
+
+// Confirmed reports whether typed names d by Confirmation's rule. Spaces
+// around the text are ignored; case is not, as serials are printed.
+func Confirmed(d *Disk, typed string) bool {
+	want, _ := Confirmation(d)
+	return strings.TrimSpace(typed) == want
+}

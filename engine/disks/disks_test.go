@@ -619,3 +619,31 @@ func TestScanRealSystem(t *testing.T) {
 		t.Logf("%s: %s table %s %s, %d partitions, in use %q", d.Name, d.Describe(), d.Table, d.TableError, len(d.Partitions), d.InUse())
 	}
 }
+
+func TestConfirmation(t *testing.T) {
+	cases := []struct {
+		d    Disk
+		want string
+		bad  []string
+	}{
+		{Disk{Path: "/dev/sda", Serial: "S6PTNM0R123456"}, "3456", []string{"y", "", "34567", "S6PTNM0R123456"}},
+		// Case counts: serials are printed as the disk gives them.
+		{Disk{Path: "/dev/sdb", Serial: "S6PTNM0R12AB34CD"}, "34CD", []string{"34cd", "34C", "y"}},
+		{Disk{Path: "/tmp/x/b.img", IsFile: true}, "b.img", []string{"", "B.img", "/tmp/x/b.img"}},
+		{Disk{Path: "/dev/nvme0n1", Serial: "AB"}, "nvme0n1", []string{"AB", "", "y"}},
+	}
+	for _, c := range cases {
+		want, prompt := Confirmation(&c.d)
+		if want != c.want || !strings.Contains(prompt, strconv.Quote(c.want)) {
+			t.Errorf("%s: Confirmation = %q, %q; want %q", c.d.Path, want, prompt, c.want)
+		}
+		if !Confirmed(&c.d, " "+c.want+"\n") {
+			t.Errorf("%s: %q refused", c.d.Path, c.want)
+		}
+		for _, bad := range c.bad {
+			if Confirmed(&c.d, bad) {
+				t.Errorf("%s: %q accepted", c.d.Path, bad)
+			}
+		}
+	}
+}
