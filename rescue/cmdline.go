@@ -42,7 +42,7 @@ const maxCmdline = 64 << 10
 // spaces (the kernel strips the quotes from the value it passes on, but
 // /proc/cmdline shows them). lifeboat.run's words are separated by commas.
 func ParseCmdline(s string) (Boot, error) {
-	b := Boot{After: ""}
+	var b Boot
 	if len(s) > maxCmdline {
 		return b, fmt.Errorf("parse kernel command line: %d bytes, over %d", len(s), maxCmdline)
 	}

@@ -70,12 +70,12 @@ func TestMoveGRUBCore(t *testing.T) {
 	// A block list leaving the partition is refused, and nothing changes.
 	mbr, core = grubImages(t)
 	binary.LittleEndian.PutUint64(core[blockListEnd:], 9000)
-	before := append([]byte(nil), mbr...)
+	before, coreBefore := bytes.Clone(mbr), bytes.Clone(core)
 	if _, err := MoveGRUBCore(mbr, core, 2048, 4096, 2048); err == nil || !strings.Contains(err.Error(), "outside its BIOS boot partition") {
 		t.Errorf("got %v", err)
 	}
-	if !bytes.Equal(mbr, before) {
-		t.Error("a refused move changed the boot code")
+	if !bytes.Equal(mbr, before) || !bytes.Equal(core, coreBefore) {
+		t.Error("a refused move changed the boot code or the core image")
 	}
 }
 

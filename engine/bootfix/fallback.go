@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path"
 	"path/filepath"
+	"slices"
 	"strings"
 )
 
@@ -50,8 +52,12 @@ func Fallback(ctx context.Context, img string) (string, error) {
 			files[strings.ToLower(p)] = p
 		}
 	}
+	// In name order, so that of two directories holding the same loader
+	// the same one is taken every time.
+	names := slices.Sorted(maps.Keys(files))
 	for _, l := range loaders {
-		for low, p := range files {
+		for _, low := range names {
+			p := files[low]
 			dir := path.Dir(low)
 			if path.Base(low) != l.name || strings.EqualFold(dir, "/efi/boot") {
 				continue

@@ -255,7 +255,9 @@ func (p *Plan) rewriteESP(ctx context.Context, v *volume) error {
 	}
 	defer release()
 	env := append(os.Environ(), "MTOOLS_SKIP_CHECK=1")
-	list, err := exec.CommandContext(ctx, "mdir", "-/", "-b", "-i", dev, "::/EFI").Output()
+	mdir := exec.CommandContext(ctx, "mdir", "-/", "-b", "-i", dev, "::/EFI")
+	mdir.Env = env // as for mcopy below: else a geometry check hides \EFI
+	list, err := mdir.Output()
 	if err != nil {
 		return nil // no \EFI: nothing names a disk here
 	}

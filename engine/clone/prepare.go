@@ -391,7 +391,11 @@ func (p *Plan) fallback(ctx context.Context, it Item) (*Item, error) {
 		return nil, err
 	}
 	keep = true
+	// itemFrom adds the volume's warnings, which planning the item the
+	// first time already gave.
+	nw := len(p.Warnings)
 	n, err := p.itemFrom(ctx, detected{fs: fs, ext: fsmap.Normalize(ext, it.SrcSize)}, it.Number, it.SrcOff, it.SrcSize, it.ToNumber, it.DstOff, it.DstSize)
+	p.Warnings = p.Warnings[:nw]
 	if err != nil {
 		return nil, err
 	}

@@ -86,10 +86,13 @@ func TestSystemClone(t *testing.T) {
 			if len(nums) != 3 || nums[0] != sysdisk.PartBIOS || nums[1] != sysdisk.PartESP || nums[2] != sysdisk.PartRoot {
 				t.Errorf("copies partitions %v, want the BIOS boot partition, the ESP and the root", nums)
 			}
-			for _, want := range []string{"leave partition 1: /srv/data from fstab", "take  partition 4: Linux root (Debian GNU/Linux 12 (bookworm))", "GRUB's BIOS boot code", `\EFI\BOOT\BOOTX64.EFI from \EFI\debian\shimx64.efi`} {
+			for _, want := range []string{"leave partition 1: /srv/data from fstab", "take  partition 4: Linux root (Debian GNU/Linux 12 (bookworm))", "GRUB's BIOS boot code and core image point at the BIOS boot partition's new place", `\EFI\BOOT\BOOTX64.EFI from \EFI\debian\shimx64.efi`} {
 				if !strings.Contains(text, want) {
 					t.Errorf("the plan does not say %q", want)
 				}
+			}
+			if strings.Contains(text, "GRUB's BIOS boot code is not adapted") {
+				t.Errorf("the plan warns that GRUB's boot code is not adapted")
 			}
 			if c.shrunk && !strings.Contains(text, "shrink ext4 from 96.0 MiB") {
 				t.Errorf("the plan does not say the root shrinks")

@@ -131,7 +131,7 @@ func Select(ctx context.Context, src io.ReaderAt, tbl *ptable.Table) (*Selection
 		}
 		x := &part{p: p}
 		parts = append(parts, x)
-		w := blockdev.Sub(readerDevice{src}, p.Start, p.Size)
+		w := io.NewSectionReader(src, p.Start, p.Size)
 		fs, err := probe.Detect(ctx, w, p.Size)
 		if err == nil {
 			info := fs.Info()
@@ -392,15 +392,3 @@ func osName(b []byte) string {
 	}
 	return n
 }
-
-// readerDevice lets an io.ReaderAt be windowed with blockdev.Sub.
-type readerDevice struct{ io.ReaderAt }
-
-func (readerDevice) WriteAt([]byte, int64) (int, error) {
-	return 0, fmt.Errorf("system selection never writes")
-}
-func (readerDevice) Size() int64             { return 1<<63 - 1 }
-func (readerDevice) SectorSize() int         { return 512 }
-func (readerDevice) PhysicalSectorSize() int { return 512 }
-func (readerDevice) Sync() error             { return nil }
-func (readerDevice) Close() error            { return nil }

@@ -185,20 +185,33 @@ func TestParseFstab(t *testing.T) {
 // FuzzExtReader feeds damaged ext images to the file reader: errors, never
 // panics or hangs.
 func FuzzExtReader(f *testing.F) {
-	if _, err := exec.LookPath("mkfs.ext4"); err == nil {
-		dir := f.TempDir()
-		root := filepath.Join(dir, "root")
-		os.MkdirAll(filepath.Join(root, "etc"), 0o755)
-		os.WriteFile(filepath.Join(root, "etc/fstab"), []byte("UUID=x / ext4 defaults 0 1\n"), 0o644)
-		os.Symlink("fstab", filepath.Join(root, "etc/os-release"))
-		img := filepath.Join(dir, "fs.img")
-		os.WriteFile(img, nil, 0o644)
-		os.Truncate(img, 64<<10) // small inputs fuzz fast
-		if exec.Command("mkfs.ext4", "-q", "-b", "1024", "-N", "16", "-O", "^has_journal,^resize_inode", "-d", root, img).Run() == nil {
-			b, _ := os.ReadFile(img)
-			f.Add(b)
-		}
+	// A real ext4 seed, so the fuzzer starts past the superblock checks.
+	testenv.RequireTools(f, "mkfs.ext4")
+	mkfs, _ := testenv.LookPath("mkfs.ext4")
+	dir := f.TempDir()
+	root := filepath.Join(dir, "root")
+	os.MkdirAll(filepath.Join(root, "etc"), 0o755)
+	fstab := []byte("UUID=x / ext4 defaults 0 1\n")
+	os.WriteFile(filepath.Join(root, "etc/fstab"), fstab, 0o644)
+	os.Symlink("fstab", filepath.Join(root, "etc/os-release"))
+	img := filepath.Join(dir, "fs.img")
+	os.WriteFile(img, nil, 0o644)
+	os.Truncate(img, 64<<10) // small inputs fuzz fast
+	if out, err := exec.Command(mkfs, "-q", "-b", "1024", "-N", "16", "-O", "^has_journal,^resize_inode", "-d", root, img).CombinedOutput(); err != nil {
+		f.Fatalf("mkfs.ext4: %v\n%s", err, out)
 	}
+	seed, err := os.ReadFile(img)
+	if err != nil {
+		f.Fatal(err)
+	}
+	e, err := newExtReader(bytes.NewReader(seed), int64(len(seed)))
+	if err != nil {
+		f.Fatalf("the seed: %v", err)
+	}
+	if got, err := e.readFile("/etc/fstab"); err != nil || !bytes.Equal(got, fstab) {
+		f.Fatalf("the seed's /etc/fstab: %q, %v", got, err)
+	}
+	f.Add(seed)
 	f.Fuzz(func(t *testing.T, b []byte) {
 		e, err := newExtReader(bytes.NewReader(b), int64(len(b)))
 		if err != nil {
@@ -255,7 +268,10 @@ func TestSelectMounted(t *testing.T) {
 	f.Close()
 	exec.Command("losetup", "-d", dev).Run()
 
-	before, _ := os.ReadFile(img)
+	before, err := os.ReadFile(img)
+	if err != nil {
+		t.Fatal(err)
+	}
 	d, tbl := open(t, img)
 	sel, err := Select(context.Background(), d, tbl)
 	if err != nil {
@@ -268,7 +284,10 @@ func TestSelectMounted(t *testing.T) {
 		sel.Taken[0].Role != "Linux root (openSUSE Tumbleweed)" || sel.Taken[1].Role != "Linux root (openSUSE Tumbleweed)" {
 		t.Errorf("taken %+v", sel.Taken)
 	}
-	after, _ := os.ReadFile(img)
+	after, err := os.ReadFile(img)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if !bytes.Equal(before, after) {
 		t.Error("looking into the file systems changed the disk")
 	}
