@@ -19,6 +19,14 @@ import (
 // them.
 const uroot = "github.com/u-root/u-root/cmds/core/"
 
+// shellEditorTag builds gosh with peterh/liner, a plain line editor that
+// reads the terminal on the calling goroutine, instead of its default
+// bubbletea editor: that one hung now and then as it shut down after a
+// line was entered (CI saw the appliance's shell take a command and never
+// run it), and it redraws the whole prompt on every key, which is slow on
+// a serial console.
+const shellEditorTag = "goshliner"
+
 // buildArchive has mkuimage build u-root's commands into one busybox binary
 // and write the newc cpio: /init is u-root's init, /bin/uinit (which init
 // starts on every console) is `lifeboat rescue`, the shell is gosh, and
@@ -46,7 +54,7 @@ func buildArchive(ctx context.Context, cfg Config, stage, tmp, out string) error
 	l := llog.New(slog.LevelWarn, func(format string, v ...any) { fmt.Fprintf(cfg.Log, format+"\n", v...) })
 	err = uimage.Create(l,
 		uimage.WithEnv(golang.WithGOOS("linux"), golang.WithGOARCH("amd64"), golang.DisableCGO(),
-			golang.WithWorkingDir(cfg.SourceDir)),
+			golang.WithWorkingDir(cfg.SourceDir), golang.WithBuildTag(shellEditorTag)),
 		uimage.WithBusyboxCommands(pkgs...),
 		uimage.WithFiles(files...),
 		uimage.WithSkipLDD(),
