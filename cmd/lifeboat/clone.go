@@ -51,8 +51,8 @@ func runClone(ctx context.Context, env *cmdEnv, args []string) error {
 		fmt.Fprintln(env.stderr, "usage: lifeboat clone --from SRC --to DST [--system] [--new-ids] [--partition N [--to-partition M]] [--layout grow-last|proportional|keep] [--verify] [--yes]")
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
-		return &exitError{code: 2, err: err}
+	if err := parseFlags(fs, args); err != nil {
+		return err
 	}
 	if *from == "" || *to == "" {
 		fs.Usage()

@@ -37,14 +37,8 @@ func runDisks(ctx context.Context, env *cmdEnv, args []string) error {
 		fmt.Fprintln(env.stderr)
 		fl.PrintDefaults()
 	}
-	if err := fl.Parse(args); err != nil {
-		if err == flag.ErrHelp {
-			return nil
-		}
-		return &exitError{code: 2, err: err}
-	}
-	if fl.NArg() > 0 {
-		return &exitError{code: 2, err: fmt.Errorf("unexpected argument %q", fl.Arg(0))}
+	if err := parseFlags(fl, args); err != nil {
+		return err
 	}
 	list, err := disks.Scan(ctx, disks.Options{Files: files, Usage: !*noUsage})
 	if err != nil {

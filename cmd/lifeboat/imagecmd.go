@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"strings"
 	"text/tabwriter"
@@ -22,27 +21,6 @@ func init() {
 	register("backup", command{summary: "back up a disk or a partition into a repository", run: runBackup})
 	register("snapshots", command{summary: "list the snapshots of a repository", run: runSnapshots})
 	register("restore", command{summary: "restore a snapshot onto a disk or a partition", run: runRestore})
-}
-
-func newFlags(name string, env *cmdEnv, usage string) *flag.FlagSet {
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(env.stderr)
-	fs.Usage = func() {
-		fmt.Fprintln(env.stderr, "usage: lifeboat "+usage)
-		fs.PrintDefaults()
-	}
-	return fs
-}
-
-func parseFlags(fs *flag.FlagSet, args []string) error {
-	if err := fs.Parse(args); err != nil {
-		return &exitError{code: 2, err: err}
-	}
-	if fs.NArg() > 0 {
-		fs.Usage()
-		return &exitError{code: 2, err: fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))}
-	}
-	return nil
 }
 
 func runInit(ctx context.Context, env *cmdEnv, args []string) error {

@@ -4,6 +4,8 @@ package main
 
 import (
 	"context"
+	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -81,6 +83,9 @@ func run(ctx context.Context, env *cmdEnv, args []string) int {
 		return 2
 	}
 	if err := c.run(ctx, env, args[1:]); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0 // the usage asked for is printed
+		}
 		fmt.Fprintf(env.stderr, "lifeboat %s: %v\n", args[0], err)
 		if ee, ok := err.(*exitError); ok {
 			return ee.code

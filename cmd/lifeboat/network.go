@@ -48,7 +48,7 @@ func networkStatus(ctx context.Context, env *cmdEnv, args []string) error {
 	fl.SetOutput(env.stderr)
 	asJSON := fl.Bool("json", false, "print a JSON array of interfaces")
 	fl.Usage = func() { networkUsage(env.stderr); fl.PrintDefaults() }
-	if help, err := parseNetworkFlags(fl, args); help || err != nil {
+	if err := parseFlags(fl, args); err != nil {
 		return err
 	}
 	list, err := network.Interfaces(ctx)
@@ -126,7 +126,7 @@ func networkUp(ctx context.Context, env *cmdEnv, args []string) error {
 	noIPv6 := fl.Bool("no-ipv6", false, "turn IPv6 off on the interfaces (no SLAAC, no DHCPv6)")
 	asJSON := fl.Bool("json", false, "print the result as JSON")
 	fl.Usage = func() { networkUsage(env.stderr); fl.PrintDefaults() }
-	if help, err := parseNetworkFlags(fl, args); help || err != nil {
+	if err := parseFlags(fl, args); err != nil {
 		return err
 	}
 	cfg := network.Config{Interfaces: ifaces, DHCPTimeout: *timeout, CarrierTimeout: *carrier, NoIPv6: *noIPv6, Log: env.stderr}
@@ -156,22 +156,6 @@ func networkUp(ctx context.Context, env *cmdEnv, args []string) error {
 		return &exitError{code: 130, err: err}
 	}
 	return err
-}
-
-// parseNetworkFlags parses a network subcommand's flags. help is true
-// after -h (the usage has been printed, nothing else is to be done); other
-// mistakes exit with status 2, and no arguments may follow.
-func parseNetworkFlags(fl *flag.FlagSet, args []string) (help bool, err error) {
-	if err := fl.Parse(args); err != nil {
-		if err == flag.ErrHelp {
-			return true, nil
-		}
-		return false, &exitError{code: 2, err: err}
-	}
-	if fl.NArg() > 0 {
-		return false, &exitError{code: 2, err: fmt.Errorf("unexpected argument %q", fl.Arg(0))}
-	}
-	return false, nil
 }
 
 func writeNetworkJSON(w io.Writer, v any, what string) error {

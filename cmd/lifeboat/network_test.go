@@ -22,7 +22,7 @@ func TestNetworkUsageErrors(t *testing.T) {
 		msg  string
 	}{
 		{[]string{"network", "sideways"}, `unknown subcommand "sideways"`},
-		{[]string{"network", "status", "extra"}, `unexpected argument "extra"`},
+		{[]string{"network", "status", "extra"}, "unexpected arguments: extra"},
 		{[]string{"network", "up", "--gateway", "10.0.0.1"}, "go with --static"},
 		{[]string{"network", "up", "--dns", "10.0.0.1"}, "go with --static"},
 		{[]string{"network", "up", "--static", "10.0.0.5"}, "prefix length"},

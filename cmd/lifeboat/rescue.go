@@ -53,13 +53,7 @@ func runRescue(ctx context.Context, env *cmdEnv, args []string) error {
 		// one of them has ended (a UI that fails leaves the shell).
 		runConsoleUIs(ctx, env, self)
 	}
-	var shell string
-	for _, sh := range []string{"/bin/defaultsh", "/bin/sh"} {
-		if _, serr := os.Stat(sh); serr == nil {
-			shell = sh
-			break
-		}
-	}
+	shell := applianceShell()
 	if os.Getpid() == 1 {
 		// Started as PID 1 (no u-root init), returning or exec'ing a
 		// shell that exits would panic the kernel: run shells forever.
@@ -112,4 +106,15 @@ func runConsoleUIs(ctx context.Context, env *cmdEnv, self string) {
 		}()
 	}
 	wg.Wait()
+}
+
+// applianceShell is the shell for experts: u-root's default shell, else
+// /bin/sh; "" when there is neither.
+func applianceShell() string {
+	for _, sh := range []string{"/bin/defaultsh", "/bin/sh"} {
+		if _, err := os.Stat(sh); err == nil {
+			return sh
+		}
+	}
+	return ""
 }

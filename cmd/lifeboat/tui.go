@@ -37,14 +37,8 @@ func runTUI(ctx context.Context, env *cmdEnv, args []string) error {
 		fmt.Fprintln(env.stderr)
 		fl.PrintDefaults()
 	}
-	if err := fl.Parse(args); err != nil {
-		if err == flag.ErrHelp {
-			return nil
-		}
-		return &exitError{code: 2, err: err}
-	}
-	if fl.NArg() > 0 {
-		return &exitError{code: 2, err: fmt.Errorf("unexpected argument %q", fl.Arg(0))}
+	if err := parseFlags(fl, args); err != nil {
+		return err
 	}
 	if *tty == "" && !env.interactive {
 		return &exitError{code: 2, err: errors.New("no terminal: run it on a terminal or give --tty DEVICE")}
@@ -73,12 +67,9 @@ func consoleShell(ctx context.Context, tty string) error {
 		defer f.Close()
 		in, out = f, f
 	}
-	shell := "/bin/sh"
-	for _, sh := range []string{"/bin/defaultsh", "/bin/sh"} {
-		if _, err := os.Stat(sh); err == nil {
-			shell = sh
-			break
-		}
+	shell := applianceShell()
+	if shell == "" {
+		return errors.New("no shell: neither /bin/defaultsh nor /bin/sh exists")
 	}
 	fmt.Fprintln(out, "\r\nLifeboat shell. Type exit to return to the console interface.\r")
 	cmd := exec.CommandContext(ctx, shell)

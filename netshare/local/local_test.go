@@ -276,3 +276,39 @@ func TestCollisionsArePermanent(t *testing.T) {
 		t.Fatalf("List after refused saves: %d objects, %v", got, err)
 	}
 }
+
+// WithFaults passes Cleanup through, counted and failed like every other
+// call, and stays without one over a backend that has none.
+func TestFaultsForwardCleanup(t *testing.T) {
+	b, dir := newBackend(t)
+	defer b.Close()
+	ctx := context.Background()
+	left := filepath.Join(dir, "index", "0b.tmp-0123456789abcdef")
+	if err := os.MkdirAll(filepath.Dir(left), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(left, []byte("partial"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	faults := &netsharetest.Faults{}
+	faults.Add(netsharetest.Fault{Op: netsharetest.OpCleanup, Call: 1, Kind: netsharetest.Transient})
+	c, ok := netsharetest.WithFaults(b, faults).(netshare.Cleaner)
+	if !ok {
+		t.Fatal("WithFaults of a Cleaner is not a Cleaner")
+	}
+	if n, err := c.Cleanup(ctx, 0); !errors.Is(err, netsharetest.ErrInjected) || n != 0 {
+		t.Fatalf("first Cleanup = %d, %v; want the injected fault", n, err)
+	}
+	if _, err := os.Stat(left); err != nil {
+		t.Fatalf("a failed Cleanup removed the temporary file: %v", err)
+	}
+	if n, err := c.Cleanup(ctx, 0); err != nil || n != 1 {
+		t.Fatalf("second Cleanup = %d, %v; want 1 removed", n, err)
+	}
+	if got := faults.Calls(netsharetest.OpCleanup); got != 2 {
+		t.Fatalf("%d Cleanup calls counted, want 2", got)
+	}
+	if _, ok := netsharetest.WithFaults(struct{ netshare.Backend }{b}, faults).(netshare.Cleaner); ok {
+		t.Fatal("WithFaults of a backend without Cleanup is a Cleaner")
+	}
+}

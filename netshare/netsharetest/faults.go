@@ -7,6 +7,7 @@ import (
 	"io"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/lifeboat/lifeboat/netshare"
 )
@@ -21,6 +22,8 @@ const (
 	OpStat   Op = "stat"
 	OpList   Op = "list"
 	OpRemove Op = "remove"
+	// OpCleanup is netshare.Cleaner's Cleanup; its name is "".
+	OpCleanup Op = "cleanup"
 )
 
 // Kind is what an injected fault does.
@@ -145,8 +148,30 @@ func injected(op Op, name string, k Kind) error {
 }
 
 // WithFaults wraps b so that f's rules fail its calls and f counts them.
+// When b is a netshare.Cleaner, so is the result (its Cleanup counted and
+// failed as OpCleanup), so that what prune does with one can be tested
+// through faults too.
 func WithFaults(b netshare.Backend, f *Faults) netshare.Backend {
-	return &faultBackend{b: b, f: f}
+	w := &faultBackend{b: b, f: f}
+	if c, ok := b.(netshare.Cleaner); ok {
+		return &faultCleaner{faultBackend: w, c: c}
+	}
+	return w
+}
+
+// faultCleaner is a faultBackend whose backend is a Cleaner.
+type faultCleaner struct {
+	*faultBackend
+	c netshare.Cleaner
+}
+
+func (w *faultCleaner) Cleanup(ctx context.Context, olderThan time.Duration) (int, error) {
+	fault := w.f.next(OpCleanup, "")
+	if err := before(fault, OpCleanup, ""); err != nil {
+		return 0, err
+	}
+	n, err := w.c.Cleanup(ctx, olderThan)
+	return n, after(fault, OpCleanup, "", err)
 }
 
 type faultBackend struct {

@@ -7,8 +7,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -93,7 +95,7 @@ func BenchmarkBackends(b *testing.B) {
 		backends = keep
 	}
 	disk := testdisk.Inspect(b, src)
-	times := map[string][]float64{}
+	times, cpus, others := map[string][]float64{}, map[string][]float64{}, map[string][]float64{}
 	var used int64
 	for round := range rounds {
 		for _, be := range backends {
@@ -112,17 +114,25 @@ func BenchmarkBackends(b *testing.B) {
 					b.Fatalf("drop the page cache: %v", err)
 				}
 			}
+			startCPU, startBusy := processCPU(), machineBusy()
 			start := time.Now()
 			res, err := image.Backup(ctx, image.BackupOptions{Source: disk, Repo: r}, &progress.Counters{})
 			if err != nil {
 				b.Fatalf("%s: backup: %v", be.name, err)
 			}
 			secs := time.Since(start).Seconds()
+			cpu, busy := processCPU()-startCPU, machineBusy()-startBusy
 			r.Close()
 			store.Close()
 			used = res.Meta.Used
 			times[be.name] = append(times[be.name], secs)
-			fmt.Printf("round %d %-5s %6.2f s  %7.1f MiB/s\n", round+1, be.name, secs, float64(used)/mib/secs)
+			cpus[be.name] = append(cpus[be.name], cpu)
+			others[be.name] = append(others[be.name], busy-cpu)
+			// The CPU figures tell a CPU-bound backup from one that waits:
+			// this process's CPU, and the whole machine's (the servers run
+			// here too) against the cores' time.
+			fmt.Printf("round %d %-5s %6.2f s  %7.1f MiB/s  cpu: backup %.2f s, others %.2f s, idle %.0f%%\n", round+1, be.name, secs,
+				float64(used)/mib/secs, cpu, busy-cpu, 100*(1-busy/(secs*float64(runtime.NumCPU()))))
 		}
 		// The next round writes new repositories; free this one's space.
 		os.RemoveAll(filepath.Join(localDir, fmt.Sprintf("r%d", round)))
@@ -148,7 +158,36 @@ func BenchmarkBackends(b *testing.B) {
 		if len(times["local"]) > 0 {
 			fmt.Fprintf(&out, "   speed / local %.2f (goal >= 0.8)", median(times["local"])/m)
 		}
+		fmt.Fprintf(&out, "   cpu: backup %.2f s, others %.2f s", median(cpus[be.name]), median(others[be.name]))
 		fmt.Fprintln(&out)
 	}
 	fmt.Print(out.String())
+}
+
+// processCPU is this process's user and system CPU time so far, in seconds.
+func processCPU() float64 {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
+}
+
+// machineBusy is the CPU time all cores spent not idle so far, in seconds,
+// from /proc/stat (USER_HZ ticks: 100 a second on Linux).
+func machineBusy() float64 {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	var busy float64
+	for i, v := range f[1:] {
+		n, _ := strconv.ParseFloat(v, 64)
+		if i != 3 && i != 4 && i < 8 { // idle and iowait are not busy; guest time is counted in user
+			busy += n
+		}
+	}
+	return busy / 100
 }

@@ -624,27 +624,41 @@ func (b *Backend) Cleanup(ctx context.Context, olderThan time.Duration) (int, er
 	if err != nil {
 		return 0, fmt.Errorf("clean up temporary files in %s: %w", b.location, err)
 	}
+	what := "clean up temporary files in " + b.location
 	cutoff := time.Now().Add(-olderThan)
 	removed := 0
-	w := s.sftp.Walk(b.root)
-	for w.Step() {
-		if err := ctx.Err(); err != nil {
-			return removed, fmt.Errorf("clean up temporary files in %s: %w", b.location, err)
+	// core.WalkDirs bounds the walk: a server could show a link loop or
+	// an endless tree as directories.
+	err = core.WalkDirs(ctx, func(ctx context.Context, dir string) ([]string, error) {
+		entries, err := s.sftp.ReadDir(b.abs(dir))
+		if err != nil {
+			if dir != "." && errors.Is(err, fs.ErrNotExist) {
+				return nil, nil // removed since its parent was read
+			}
+			return nil, fmt.Errorf("read directory %q: %w", dir, err)
 		}
-		if err := w.Err(); err != nil {
-			if errors.Is(err, fs.ErrNotExist) {
+		var subdirs []string
+		for _, fi := range entries {
+			p := core.JoinPath(dir, fi.Name())
+			if core.CheckName(p) != nil {
+				continue // not a name this repository could have written
+			}
+			if fi.IsDir() {
+				subdirs = append(subdirs, p)
 				continue
 			}
-			return removed, classify(fmt.Errorf("clean up temporary files in %s: %w", b.location, err))
+			if !fi.Mode().IsRegular() || !core.IsTemp(fi.Name()) || !fi.ModTime().Before(cutoff) {
+				continue
+			}
+			if err := s.sftp.Remove(b.abs(p)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return nil, fmt.Errorf("remove %q: %w", p, err)
+			}
+			removed++
 		}
-		fi := w.Stat()
-		if !fi.Mode().IsRegular() || !core.IsTemp(fi.Name()) || !fi.ModTime().Before(cutoff) {
-			continue
-		}
-		if err := s.sftp.Remove(w.Path()); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return removed, classify(fmt.Errorf("clean up temporary files in %s: remove %s: %w", b.location, w.Path(), err))
-		}
-		removed++
+		return subdirs, nil
+	})
+	if err != nil {
+		return removed, classify(fmt.Errorf("%s: %w", what, err))
 	}
 	return removed, nil
 }
