@@ -48,6 +48,10 @@ import (
 // operation on each at a time.
 const MaxConnections = 4
 
+// listWorkers is how many directories List reads at once: a repository
+// has hundreds, and one at a time each waits a round trip.
+const listWorkers = MaxConnections
+
 // portmapPort is the portmapper's well-known port.
 const portmapPort = 111
 
@@ -633,59 +637,40 @@ func (b *Backend) Stat(ctx context.Context, name string) (core.FileInfo, error) 
 	return core.FileInfo{Name: name, Size: int64(size)}, nil
 }
 
-// List walks the directory that holds prefix's last element and reports the
-// regular files whose names start with prefix. Temporary files are
-// skipped.
+// List reports the objects whose names start with prefix (core.ListTree:
+// temporary files skipped). Each directory is read on a session taken for
+// that read alone, so fn may itself use the backend.
 func (b *Backend) List(ctx context.Context, prefix string, fn func(core.FileInfo) error) error {
-	if err := core.CheckPrefix(prefix); err != nil {
-		return fmt.Errorf("list: %w", err)
-	}
-	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("list %q: %w", prefix, err)
-	}
-	start := "."
-	if i := strings.LastIndexByte(prefix, '/'); i >= 0 {
-		start = prefix[:i]
-	}
-	// Each directory is read whole on a session taken for that read alone,
-	// then fn is called with no session held, so fn may use the backend.
-	stack := []string{start}
-	for len(stack) > 0 {
-		dir := stack[len(stack)-1]
-		stack = stack[:len(stack)-1]
-		var entries []dirEntry
+	return core.ListTree(ctx, prefix, listWorkers, func(ctx context.Context, dir string) ([]core.Entry, error) {
+		var read []dirEntry
 		err := b.run(ctx, func(s *session) error {
-			entries = entries[:0]
+			read = read[:0]
 			dfh, err := s.dir(ctx, dir, false)
 			if err != nil {
 				return err
 			}
 			return s.c.readdir(ctx, dfh, func(de dirEntry) error {
-				entries = append(entries, de)
+				read = append(read, de)
 				return nil
 			})
 		})
-		if err != nil {
-			if dir == start && errors.Is(err, fs.ErrNotExist) {
-				return nil // nothing under prefix
-			}
-			return classify(fmt.Errorf("list %q: read directory %q: %w", prefix, dir, err))
+		if errors.Is(err, syscall.ENOTDIR) {
+			err = fmt.Errorf("%w: %w", fs.ErrNotExist, err) // a file: nothing below it
 		}
-		for _, de := range entries {
-			if err := ctx.Err(); err != nil {
-				return fmt.Errorf("list %q: %w", prefix, err)
-			}
-			p := de.name
-			if dir != "." {
-				p = dir + "/" + p
-			}
-			if core.CheckName(p) != nil {
-				continue // not a name this repository could have written
-			}
+		if err != nil {
+			return nil, classify(err)
+		}
+		entries := make([]core.Entry, 0, len(read))
+		for _, de := range read {
 			a := de.a
 			if !de.hasAttr {
-				var err error
-				err = b.run(ctx, func(s *session) error {
+				// READDIRPLUS may leave an entry's attributes out.
+				p := core.JoinPath(dir, de.name)
+				if core.CheckName(p) != nil {
+					continue
+				}
+				err := b.run(ctx, func(s *session) error {
+					var err error
 					_, a, err = s.object(ctx, p)
 					return err
 				})
@@ -693,22 +678,13 @@ func (b *Backend) List(ctx context.Context, prefix string, fn func(core.FileInfo
 					continue // removed since the directory was read
 				}
 				if err != nil {
-					return classify(fmt.Errorf("list %q: %w", prefix, err))
+					return nil, classify(err)
 				}
 			}
-			switch {
-			case a.ftype == typeDir:
-				if strings.HasPrefix(p+"/", prefix) || strings.HasPrefix(prefix, p+"/") {
-					stack = append(stack, p)
-				}
-			case a.ftype == typeReg && !core.IsTemp(de.name) && strings.HasPrefix(p, prefix):
-				if err := fn(core.FileInfo{Name: p, Size: int64(a.size)}); err != nil {
-					return err
-				}
-			}
+			entries = append(entries, core.Entry{Name: de.name, Dir: a.ftype == typeDir, Regular: a.ftype == typeReg, Size: int64(a.size)})
 		}
-	}
-	return nil
+		return entries, nil
+	}, fn)
 }
 
 // Remove deletes the object. Directories left empty stay: they cost

@@ -42,7 +42,6 @@ import (
 
 	pkgsftp "github.com/pkg/sftp"
 	"golang.org/x/crypto/ssh"
-	"golang.org/x/sync/errgroup"
 
 	"github.com/lifeboat/lifeboat/netshare/internal/core"
 )
@@ -540,79 +539,32 @@ func (b *Backend) Remove(ctx context.Context, name string) error {
 	return nil
 }
 
-// List reads the directory that holds prefix's last element and those
-// below it that can hold a match, several at once, level by level, and
-// reports the regular files whose names start with prefix. fn runs in the
-// calling goroutine. Temporary files and symbolic links are skipped.
+// List reports the objects whose names start with prefix (core.ListTree:
+// several directories read at once, temporary files and symbolic links
+// skipped).
 func (b *Backend) List(ctx context.Context, prefix string, fn func(core.FileInfo) error) error {
-	if err := core.CheckPrefix(prefix); err != nil {
-		return fmt.Errorf("list: %w", err)
-	}
-	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("list %q: %w", prefix, err)
-	}
 	s, err := b.session(ctx)
 	if err != nil {
 		return fmt.Errorf("list %q: %w", prefix, err)
 	}
-	start := "."
-	if i := strings.LastIndexByte(prefix, '/'); i >= 0 {
-		start = prefix[:i]
-	}
-	level := []string{start}
-	for len(level) > 0 {
-		entries := make([][]os.FileInfo, len(level))
-		g, gctx := errgroup.WithContext(ctx)
-		g.SetLimit(listWorkers)
-		for i, dir := range level {
-			g.Go(func() error {
-				list, err := s.sftp.ReadDirContext(gctx, b.abs(dir))
-				if errors.Is(err, fs.ErrNotExist) {
-					return nil // nothing there, or removed since its parent was read
-				}
-				if err != nil {
-					var st *pkgsftp.StatusError
-					if dir == start && errors.As(err, &st) {
-						// The start is a file (SSH_FX_FAILURE for
-						// ENOTDIR on some servers): nothing under it.
-						if fi, serr := s.sftp.Lstat(b.abs(dir)); serr == nil && !fi.IsDir() {
-							return nil
-						}
-					}
-					return fmt.Errorf("read directory %s: %w", dir, err)
-				}
-				entries[i] = list
-				return nil
-			})
-		}
-		if err := g.Wait(); err != nil {
-			if cerr := ctx.Err(); cerr != nil {
-				err = cerr
-			}
-			return classify(fmt.Errorf("list %q: %w", prefix, err))
-		}
-		var next []string
-		for i, dir := range level {
-			for _, fi := range entries[i] {
-				p := fi.Name()
-				if dir != "." {
-					p = dir + "/" + p
-				}
-				switch {
-				case fi.IsDir():
-					if strings.HasPrefix(p+"/", prefix) || strings.HasPrefix(prefix, p+"/") {
-						next = append(next, p)
-					}
-				case fi.Mode().IsRegular() && strings.HasPrefix(p, prefix) && !core.IsTemp(fi.Name()):
-					if err := fn(core.FileInfo{Name: p, Size: fi.Size()}); err != nil {
-						return err
-					}
-				}
+	return core.ListTree(ctx, prefix, listWorkers, func(ctx context.Context, dir string) ([]core.Entry, error) {
+		infos, err := s.sftp.ReadDirContext(ctx, b.abs(dir))
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			// A file read as a directory fails with SSH_FX_FAILURE
+			// (ENOTDIR) on some servers: nothing lies below it.
+			if fi, serr := s.sftp.Lstat(b.abs(dir)); serr == nil && !fi.IsDir() {
+				err = fmt.Errorf("%w: %w", fs.ErrNotExist, err)
 			}
 		}
-		level = next
-	}
-	return nil
+		if err != nil {
+			return nil, classify(err)
+		}
+		entries := make([]core.Entry, len(infos))
+		for i, fi := range infos {
+			entries[i] = core.Entry{Name: fi.Name(), Dir: fi.IsDir(), Regular: fi.Mode().IsRegular(), Size: fi.Size()}
+		}
+		return entries, nil
+	}, fn)
 }
 
 // Cleanup removes the temporary files of saves that never finished (the

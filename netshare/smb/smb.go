@@ -44,6 +44,10 @@ const DefaultPort = 445
 // session waits on round trips.
 const MaxConnections = 4
 
+// listWorkers is how many directories List reads at once: a repository
+// has hundreds, and one at a time each waits a round trip.
+const listWorkers = MaxConnections
+
 // copyBufSize is the write size of Save; go-smb2 splits it into the largest
 // writes the server allows.
 const copyBufSize = 1 << 20
@@ -645,70 +649,31 @@ func (b *Backend) Stat(ctx context.Context, name string) (core.FileInfo, error) 
 	return core.FileInfo{Name: name, Size: size}, nil
 }
 
-// List walks the directory that holds prefix's last element and reports the
-// files whose names start with prefix. Temporary files are skipped.
+// List reports the objects whose names start with prefix (core.ListTree:
+// temporary files skipped). Each directory is read on a session taken for
+// that read alone, so fn may itself use the backend.
 func (b *Backend) List(ctx context.Context, prefix string, fn func(core.FileInfo) error) error {
-	if err := core.CheckPrefix(prefix); err != nil {
-		return fmt.Errorf("list: %w", err)
-	}
-	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("list %q: %w", prefix, err)
-	}
-	start := "."
-	if i := strings.LastIndexByte(prefix, '/'); i >= 0 {
-		start = prefix[:i]
-	}
-	// Directories are read one at a time, each on a session taken for that
-	// read alone, so fn may itself use the backend.
-	stack := []string{start}
-	for len(stack) > 0 {
-		dir := stack[len(stack)-1]
-		stack = stack[:len(stack)-1]
-		var entries []fs.FileInfo
-		missing := false
+	return core.ListTree(ctx, prefix, listWorkers, func(ctx context.Context, dir string) ([]core.Entry, error) {
+		var entries []core.Entry
 		err := b.run(ctx, func(sh *smb2.Share) error {
-			var err error
-			entries, err = sh.ReadDir(b.full(dir))
-			if err != nil && dir == start {
+			entries = entries[:0]
+			infos, err := sh.ReadDir(b.full(dir))
+			if err != nil {
 				// Reading a file as a directory fails with "not
 				// supported" on Samba: find out what is there.
 				fi, serr := sh.Stat(b.full(dir))
-				if errors.Is(serr, fs.ErrNotExist) || isStatus(serr, statusNotADirectory) || serr == nil && !fi.IsDir() {
-					missing = true
-					return nil
+				if errors.Is(notExist(describe(serr)), fs.ErrNotExist) || serr == nil && !fi.IsDir() {
+					return fmt.Errorf("%w: %w", fs.ErrNotExist, describe(err))
 				}
+				return describe(err)
 			}
-			return err
+			for _, fi := range infos {
+				entries = append(entries, core.Entry{Name: fi.Name(), Dir: fi.IsDir(), Regular: fi.Mode().IsRegular(), Size: fi.Size()})
+			}
+			return nil
 		})
-		if missing {
-			return nil // nothing under prefix
-		}
-		if err != nil {
-			return classify(fmt.Errorf("list %q: read directory %q: %w", prefix, dir, describe(err)))
-		}
-		for _, e := range entries {
-			if err := ctx.Err(); err != nil {
-				return fmt.Errorf("list %q: %w", prefix, err)
-			}
-			p := e.Name()
-			if dir != "." {
-				p = dir + "/" + p
-			}
-			if e.IsDir() {
-				if strings.HasPrefix(p+"/", prefix) || strings.HasPrefix(prefix, p+"/") {
-					stack = append(stack, p)
-				}
-				continue
-			}
-			if !e.Mode().IsRegular() || core.IsTemp(e.Name()) || !strings.HasPrefix(p, prefix) {
-				continue
-			}
-			if err := fn(core.FileInfo{Name: p, Size: e.Size()}); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
+		return entries, classify(err)
+	}, fn)
 }
 
 // Remove deletes the object. Directories left empty stay: they cost
