@@ -83,18 +83,20 @@ func (a *app) cloneWizard(partition, system bool) func() {
 				back = pickToPart
 			}
 			a.writeOptionsForm(name+" 3/5: options", toPart == 0, false, &opts, back, func() {
-				a.planClone(name, back, options, func(ctx context.Context) (*clone.Plan, error) {
-					co := clone.Options{Source: src, Target: dst, Layout: opts.layout, Partition: part, ToPartition: toPart,
-						Verify: opts.verify, System: system, Protect: []string{a.logPath}}
-					if a.sourceHook != nil {
-						dev, err := a.sourceHook(ctx, src)
-						if err != nil {
-							return nil, err
+				a.planOverwrite(overwrite{name: name, note: "Planning: reading the source's partition table and used blocks",
+					noun: "clone", from: "the source",
+					plan: func(ctx context.Context) (*clone.Plan, error) {
+						co := clone.Options{Source: src, Target: dst, Layout: opts.layout, Partition: part, ToPartition: toPart,
+							Verify: opts.verify, System: system, Protect: []string{a.logPath}}
+						if a.sourceHook != nil {
+							dev, err := a.sourceHook(ctx, src)
+							if err != nil {
+								return nil, err
+							}
+							co.SourceDev = dev
 						}
-						co.SourceDev = dev
-					}
-					return clone.MakePlan(ctx, co)
-				})
+						return clone.MakePlan(ctx, co)
+					}}, options)
 			})
 		}
 		pickSrc()
@@ -148,47 +150,65 @@ func (a *app) checkbox(label string, v *bool) *tview.Checkbox {
 	return cb
 }
 
-// planClone makes the plan off the interface's goroutine, then shows it.
-// Refusals (target mounted, too small, the source itself) come from the
-// engine and are shown in its words.
-func (a *app) planClone(name string, back, again func(), mk func(ctx context.Context) (*clone.Plan, error)) {
+// overwrite is a wizard step that ends in writing a disk (a clone or a
+// restore): how its plan is made and how its screens name it.
+type overwrite struct {
+	// name is the wizard's, the prefix of its screens' titles.
+	name string
+	// note is shown while the plan is made.
+	note string
+	// noun is what the user runs again to finish a stopped job.
+	noun string
+	// from is what a verify compares the target with, for the summary.
+	from string
+	// extra is added to the plan's words.
+	extra string
+	// plan makes the plan; it runs off the interface's goroutine.
+	plan func(ctx context.Context) (*clone.Plan, error)
+}
+
+// planOverwrite makes w's plan off the interface's goroutine, then shows
+// it, asks for the typed confirmation and runs the job. Refusals (target
+// mounted, too small, the source itself) come from the engine and are
+// shown in its words; again goes back to the step before the plan. Esc on
+// the confirmation shows the same plan again, Continue included.
+func (a *app) planOverwrite(w overwrite, again func()) {
 	var plan *clone.Plan
-	a.async("Planning: reading the source's partition table and used blocks", func() (err error) {
-		plan, err = mk(a.ctx)
+	a.async(w.note, func() (err error) {
+		plan, err = w.plan(a.ctx)
 		return err
 	}, func(err error) {
 		if err != nil {
-			a.failed(name+": cannot plan", err, again)
+			a.failed(w.name+": cannot plan", err, again)
 			return
 		}
-		a.logf("%s plan:\n%s", name, describePlan(plan))
-		a.showPlan(name+" 4/5: plan", planText(plan), func() { plan.Close(); again() }, func() {
-			a.confirmTarget(name+" 5/5: confirm", plan.Target, func() { a.showPlan(name+" 4/5: plan", planText(plan), func() { plan.Close(); again() }, nil) }, func() {
-				a.runJob(job{title: name, stopWords: "The target is left incomplete, with no partition table: run the clone again to finish it.",
-					run: func(ctx context.Context, c *progress.Counters) (string, error) {
-						defer plan.Close()
-						res, err := clone.Run(ctx, plan, c)
-						if err != nil {
-							return "", err
-						}
-						return cloneSummary(plan, res, "the source"), nil
-					}})
-			})
-		})
+		a.logf("%s plan:\n%s", w.name, describePlan(plan))
+		text := planText(plan) + w.extra
+		run := func() {
+			a.runJob(job{title: w.name, stopWords: "The target is left incomplete, with no partition table: run the " + w.noun + " again to finish it.",
+				run: func(ctx context.Context, c *progress.Counters) (string, error) {
+					defer plan.Close()
+					res, err := clone.Run(ctx, plan, c)
+					if err != nil {
+						return "", err
+					}
+					return cloneSummary(plan, res, w.from), nil
+				}})
+		}
+		var showPlan, confirm func()
+		showPlan = func() { a.showPlan(w.name+" 4/5: plan", text, func() { plan.Close(); again() }, confirm) }
+		confirm = func() { a.confirmTarget(w.name+" 5/5: confirm", plan.Target, showPlan, run) }
+		showPlan()
 	})
 }
 
-// showPlan shows a plan's words with Continue and Back. A nil next shows
-// the plan again from the confirmation step and continues there.
+// showPlan shows a plan's words with Continue and Back.
 func (a *app) showPlan(title, text string, back, next func()) {
 	view := a.newText(text)
 	view.SetBorder(true)
 	f := tview.NewForm()
 	a.styleForm(f)
-	if next != nil {
-		f.AddButton("Continue", next)
-	}
-	f.AddButton("Back", back)
+	f.AddButton("Continue", next).AddButton("Back", back)
 	f.SetCancelFunc(back)
 	box := tview.NewFlex().SetDirection(tview.FlexRow).AddItem(view, 0, 1, false).AddItem(f, 3, 0, true)
 	box.SetInputCapture(func(ev *tcell.EventKey) *tcell.EventKey {

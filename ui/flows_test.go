@@ -27,56 +27,110 @@ func extFixture(t *testing.T, dir string) *testdisk.Fixture {
 	})
 }
 
+// extAndTarget builds extFixture and an empty image file of size named
+// name beside it, to clone or restore onto.
+func extAndTarget(t *testing.T, name string, size int64) (*testdisk.Fixture, string) {
+	t.Helper()
+	dir := t.TempDir()
+	return extFixture(t, dir), testdisk.EmptyFile(t, filepath.Join(dir, name), size)
+}
+
+// unchanged records the SHA-256 of the file at path; the check it returns
+// fails the test when the file no longer has it.
+func unchanged(t *testing.T, path, what string) func() {
+	t.Helper()
+	sum := testdisk.SHA256(t, path)
+	return func() {
+		t.Helper()
+		if testdisk.SHA256(t, path) != sum {
+			t.Fatalf("%s changed", what)
+		}
+	}
+}
+
+// walkClone drives the home screen through clone wizard action (Disk
+// Clone, System Clone) from src to dst, ticks verify when asked, and
+// presses Next on the options; onTarget must show on the target step.
+func walkClone(h *harness, action, src, dst string, verify bool, onTarget ...string) {
+	h.t.Helper()
+	h.waitFor(action, filepath.Base(src), filepath.Base(dst))
+	h.choose(action)
+	h.waitFor("copy FROM")
+	h.choose(filepath.Base(src))
+	h.waitFor(append([]string{"copy TO"}, onTarget...)...)
+	h.choose(filepath.Base(dst))
+	h.waitFor("Verify", "[ ]")
+	h.key(tcell.KeyTab) // layout -> verify
+	if verify {
+		h.typeText(" ")
+		h.waitFor("[X]")
+	}
+	h.key(tcell.KeyTab) // -> Next
+	h.key(tcell.KeyEnter)
+}
+
 // startClone drives the home screen to the plan of a Disk Clone from src
 // to dst, with verify on.
 func startClone(h *harness, src, dst string) string {
 	h.t.Helper()
-	h.waitFor("Disk Clone", "Partition Clone", "Power off", filepath.Base(src))
-	h.choose("Disk Clone")
-	h.waitFor("copy FROM")
-	h.choose(filepath.Base(src))
-	h.waitFor("copy TO")
-	h.choose(filepath.Base(dst))
-	h.waitFor("Verify", "[ ]")
-	h.key(tcell.KeyTab) // layout -> verify
-	h.typeText(" ")
-	h.waitFor("[X]")
-	h.key(tcell.KeyTab) // -> Next
-	h.key(tcell.KeyEnter)
+	h.waitFor("Disk Clone", "Partition Clone", "Power off")
+	walkClone(h, "Disk Clone", src, dst, true)
 	return h.waitFor("OVERWRITTEN", "KEPT", "Continue")
 }
 
-func TestDiskClone(t *testing.T) {
-	dir := t.TempDir()
-	fx := extFixture(t, dir)
-	sum := testdisk.SHA256(t, fx.Path)
-	target := testdisk.EmptyFile(t, filepath.Join(dir, "target.img"), 128*MiB)
-	h := start(t, Options{DiskFiles: []string{fx.Path, target}}, nil)
-	plan := startClone(h, fx.Path, target)
-	for _, want := range []string{"only read", "EVERYTHING on the target", "nothing on the target", "partition 1 ext4 \"one\"", "To copy:"} {
-		if !strings.Contains(plan, want) {
-			t.Errorf("plan lacks %q:\n%s", want, plan)
-		}
+// confirmAs waits for the typed confirmation and types text.
+func confirmAs(h *harness, text string) {
+	h.t.Helper()
+	h.waitFor("Type its file name")
+	h.typeText(text)
+	h.key(tcell.KeyEnter)
+}
+
+// backFromConfirmation presses Esc on the typed confirmation of wizard
+// name: the plan must come back whole, its Continue first and focused, and
+// Continue must lead to the confirmation again.
+func backFromConfirmation(h *harness, name string) {
+	h.t.Helper()
+	h.waitFor(name+" 5/5: confirm", "Type its file name")
+	h.key(tcell.KeyEscape)
+	s := h.waitFor(name+" 4/5: plan", "OVERWRITTEN", "Back")
+	if !strings.Contains(s, "Continue") {
+		h.t.Fatalf("the plan shown again after Esc on the confirmation has no Continue:\n%s", s)
 	}
-	t.Logf("plan:\n%s", plan)
 	h.key(tcell.KeyEnter) // Continue
-	h.waitFor("Type its file name", "\"target.img\"")
-	h.typeText("target")
-	h.key(tcell.KeyEnter)
-	h.waitFor("does not match", "Nothing was written")
-	if testdisk.SHA256(t, target) != testdisk.SHA256(t, testdisk.EmptyFile(t, filepath.Join(t.TempDir(), "z"), 128*MiB)) {
-		t.Fatal("the target was written after a wrong confirmation")
-	}
-	h.typeText("target.img")
-	h.key(tcell.KeyEnter)
-	s := h.waitFor("FINISHED", "Verify: every byte written was read back", "The log is")
-	t.Logf("summary:\n%s", s)
+	h.waitFor(name+" 5/5: confirm", "Type its file name")
+}
+
+// goHome presses Home on a job's summary and waits for the home screen.
+func (h *harness) goHome() {
+	h.t.Helper()
 	h.key(tcell.KeyEnter)
 	h.waitFor("Actions", "Disks")
-	if testdisk.SHA256(t, fx.Path) != sum {
-		t.Fatal("the source changed")
-	}
-	testdisk.CheckCopy(t, fx, target)
+}
+
+// startBackup drives the home screen through the Backup wizard to the
+// repository step for the whole of src; also must show there.
+func startBackup(h *harness, src string, also ...string) {
+	h.t.Helper()
+	h.waitFor("Backup", filepath.Base(src))
+	h.choose("Backup")
+	h.waitFor("Which disk do you back up?")
+	h.choose(filepath.Base(src))
+	h.waitFor("The whole disk, or one partition?")
+	h.choose("the whole disk")
+	h.waitFor(append([]string{"Where do the snapshots go?"}, also...)...)
+}
+
+// backupPlan fills the backup's options with tags and returns its plan
+// screen, which must show want too.
+func backupPlan(h *harness, tags string, want ...string) string {
+	h.t.Helper()
+	h.waitFor("Compression", "Tags")
+	h.key(tcell.KeyTab) // -> tags
+	h.typeText(tags)
+	h.key(tcell.KeyTab) // -> Next
+	h.key(tcell.KeyEnter)
+	return h.waitFor(append([]string{"OVERWRITTEN  nothing", "KEPT         every snapshot", "Continue"}, want...)...)
 }
 
 // openRepoTyped picks "Type a location" and opens the repository at loc.
@@ -89,34 +143,48 @@ func openRepoTyped(h *harness, loc string) {
 	h.key(tcell.KeyEnter)
 }
 
+func TestDiskClone(t *testing.T) {
+	fx, target := extAndTarget(t, "target.img", 128*MiB)
+	sourceSame := unchanged(t, fx.Path, "the source")
+	targetSame := unchanged(t, target, "the target, after a wrong confirmation,")
+	h := start(t, Options{DiskFiles: []string{fx.Path, target}}, nil)
+	plan := startClone(h, fx.Path, target)
+	for _, want := range []string{"only read", "EVERYTHING on the target", "nothing on the target", "partition 1 ext4 \"one\"", "To copy:"} {
+		if !strings.Contains(plan, want) {
+			t.Errorf("plan lacks %q:\n%s", want, plan)
+		}
+	}
+	t.Logf("plan:\n%s", plan)
+	h.key(tcell.KeyEnter) // Continue
+	h.waitFor("Type its file name", "\"target.img\"")
+	backFromConfirmation(h, "Disk Clone")
+	h.waitFor("\"target.img\"")
+	confirmAs(h, "target")
+	h.waitFor("does not match", "Nothing was written")
+	targetSame()
+	h.typeText("target.img")
+	h.key(tcell.KeyEnter)
+	s := h.waitFor("FINISHED", "Verify: every byte written was read back", "The log is")
+	t.Logf("summary:\n%s", s)
+	h.goHome()
+	sourceSame()
+	testdisk.CheckCopy(t, fx, target)
+}
+
 func TestBackupRestore(t *testing.T) {
-	dir := t.TempDir()
-	fx := extFixture(t, dir)
-	sum := testdisk.SHA256(t, fx.Path)
-	target := testdisk.EmptyFile(t, filepath.Join(dir, "restored.img"), 128*MiB)
-	repoDir := filepath.Join(dir, "repo")
+	fx, target := extAndTarget(t, "restored.img", 128*MiB)
+	sourceSame := unchanged(t, fx.Path, "the source")
+	repoDir := filepath.Join(t.TempDir(), "repo")
 	h := start(t, Options{DiskFiles: []string{fx.Path, target}}, nil)
 
-	h.waitFor("Backup", filepath.Base(fx.Path))
-	h.choose("Backup")
-	h.waitFor("Which disk do you back up?")
-	h.choose(filepath.Base(fx.Path))
-	h.waitFor("The whole disk, or one partition?")
-	h.choose("the whole disk")
-	h.waitFor("Where do the snapshots go?")
+	startBackup(h, fx.Path)
 	openRepoTyped(h, repoDir)
-	h.waitFor("Compression", "Tags")
-	h.key(tcell.KeyTab)
-	h.typeText("ui-test")
-	h.key(tcell.KeyTab)
-	h.key(tcell.KeyEnter)
-	plan := h.waitFor("OVERWRITTEN  nothing", "KEPT         every snapshot", "tags ui-test", "Continue")
+	plan := backupPlan(h, "ui-test", "tags ui-test")
 	t.Logf("backup plan:\n%s", plan)
 	h.key(tcell.KeyEnter)
 	s := h.waitFor("FINISHED", "Snapshot", "added to the repository", "The log is")
 	t.Logf("backup summary:\n%s", s)
-	h.key(tcell.KeyEnter)
-	h.waitFor("Actions", "Disks")
+	h.goHome()
 
 	h.choose("Restore")
 	h.waitFor("Where is the repository?")
@@ -133,16 +201,12 @@ func TestBackupRestore(t *testing.T) {
 	plan = h.waitFor("FROM  snapshot", "OVERWRITTEN  EVERYTHING", "Continue")
 	t.Logf("restore plan:\n%s", plan)
 	h.key(tcell.KeyEnter)
-	h.waitFor("Type its file name")
-	h.typeText(filepath.Base(target))
-	h.key(tcell.KeyEnter)
+	backFromConfirmation(h, "Restore")
+	confirmAs(h, filepath.Base(target))
 	s = h.waitFor("FINISHED", "matches the snapshot")
 	t.Logf("restore summary:\n%s", s)
-	h.key(tcell.KeyEnter)
-	h.waitFor("Actions")
-	if testdisk.SHA256(t, fx.Path) != sum {
-		t.Fatal("the source changed")
-	}
+	h.goHome()
+	sourceSame()
 	testdisk.CheckCopy(t, fx, target)
 
 	// Images: the snapshot verifies with all its data.
@@ -159,25 +223,13 @@ func TestBackupRestore(t *testing.T) {
 }
 
 func TestTargetTooSmall(t *testing.T) {
-	dir := t.TempDir()
-	fx := extFixture(t, dir)
-	target := testdisk.EmptyFile(t, filepath.Join(dir, "small.img"), 48*MiB)
-	sum := testdisk.SHA256(t, target)
+	fx, target := extAndTarget(t, "small.img", 48*MiB)
+	targetSame := unchanged(t, target, "the target")
 	h := start(t, Options{DiskFiles: []string{fx.Path, target}}, nil)
-	h.waitFor("Disk Clone", filepath.Base(target))
-	h.choose("Disk Clone")
-	h.waitFor("copy FROM")
-	h.choose(filepath.Base(fx.Path))
-	h.waitFor("copy TO")
-	h.choose(filepath.Base(target))
-	h.waitFor("Verify", "[ ]")
-	h.key(tcell.KeyTab, 2)
-	h.key(tcell.KeyEnter)
+	walkClone(h, "Disk Clone", fx.Path, target, false)
 	s := h.waitFor("too small", "Nothing was written")
 	t.Logf("refusal:\n%s", s)
 	h.key(tcell.KeyEnter)
 	h.waitFor("Layout", "Verify")
-	if testdisk.SHA256(t, target) != sum {
-		t.Fatal("the target changed")
-	}
+	targetSame()
 }

@@ -238,45 +238,19 @@ func (a *app) restoreWizard() {
 	}
 	options = func() {
 		a.writeOptionsForm(name+" 3/5: options", true, true, &opts, pickDst, func() {
-			a.planRestore(name, or, snap, dst, opts, options)
+			var extra string
+			if opts.delta {
+				extra = "Delta: the target is read first and only what differs is written.\n"
+			}
+			a.planOverwrite(overwrite{name: name, note: "Planning the restore", noun: "restore", from: "the snapshot", extra: extra,
+				plan: func(ctx context.Context) (*clone.Plan, error) {
+					plan, _, err := image.PlanRestore(ctx, image.RestoreOptions{Repo: or.r, Snapshot: snap.s, Target: dst, Layout: opts.layout,
+						Delta: opts.delta, Verify: opts.verify, RepoPath: or.dir, Protect: []string{a.logPath}})
+					return plan, err
+				}}, options)
 		})
 	}
 	pickRepo()
-}
-
-func (a *app) planRestore(name string, or *openedRepo, snap snapshotItem, dst *disks.Disk, opts writeOptions, again func()) {
-	var plan *clone.Plan
-	a.async("Planning the restore", func() (err error) {
-		plan, _, err = image.PlanRestore(a.ctx, image.RestoreOptions{Repo: or.r, Snapshot: snap.s, Target: dst, Layout: opts.layout,
-			Delta: opts.delta, Verify: opts.verify, RepoPath: or.dir, Protect: []string{a.logPath}})
-		return err
-	}, func(err error) {
-		if err != nil {
-			a.failed(name+": cannot plan", err, again)
-			return
-		}
-		a.logf("%s plan:\n%s", name, describePlan(plan))
-		text := planText(plan)
-		if opts.delta {
-			text += "Delta: the target is read first and only what differs is written.\n"
-		}
-		var showPlan func()
-		confirm := func() {
-			a.confirmTarget(name+" 5/5: confirm", plan.Target, showPlan, func() {
-				a.runJob(job{title: name, stopWords: "The target is left incomplete, with no partition table: run the restore again to finish it.",
-					run: func(ctx context.Context, c *progress.Counters) (string, error) {
-						defer plan.Close()
-						res, err := clone.Run(ctx, plan, c)
-						if err != nil {
-							return "", err
-						}
-						return cloneSummary(plan, res, "the snapshot"), nil
-					}})
-			})
-		}
-		showPlan = func() { a.showPlan(name+" 4/5: plan", text, func() { plan.Close(); again() }, confirm) }
-		showPlan()
-	})
 }
 
 // imagesScreen lists a repository's snapshots; each can be verified or

@@ -37,9 +37,7 @@ func (g *gated) ReadAt(p []byte, off int64) (int, error) {
 }
 
 func TestCancelDuringCopy(t *testing.T) {
-	dir := t.TempDir()
-	fx := extFixture(t, dir)
-	target := testdisk.EmptyFile(t, filepath.Join(dir, "target.img"), 128*MiB)
+	fx, target := extAndTarget(t, "target.img", 128*MiB)
 	src := &gated{gate: make(chan struct{})}
 	released := false
 	release := func() {
@@ -92,23 +90,14 @@ func TestTargetMounted(t *testing.T) {
 	mnt := t.TempDir()
 	testdisk.Run(t, "mount", "-o", "ro", loop, mnt)
 	t.Cleanup(func() { exec.Command("umount", mnt).Run() })
-	sum := testdisk.SHA256(t, target)
+	targetSame := unchanged(t, target, "the target")
 
 	h := start(t, Options{DiskFiles: []string{fx.Path, target}}, nil)
-	h.waitFor("Disk Clone", "in use: image file is attached to "+loop)
-	h.choose("Disk Clone")
-	h.waitFor("copy FROM")
-	h.choose(filepath.Base(fx.Path))
-	h.waitFor("copy TO", "IN USE")
-	h.choose(filepath.Base(target))
-	h.waitFor("Verify", "[ ]")
-	h.key(tcell.KeyTab, 2)
-	h.key(tcell.KeyEnter)
+	h.waitFor("in use: image file is attached to " + loop)
+	walkClone(h, "Disk Clone", fx.Path, target, false, "IN USE")
 	s := h.waitFor("Refused for safety", "mounted", "Nothing was written")
 	t.Logf("refusal:\n%s", s)
-	if testdisk.SHA256(t, target) != sum {
-		t.Fatal("the target changed")
-	}
+	targetSame()
 }
 
 // TestScreensFit checks the home screen at 80x25 in colour and without:
@@ -168,13 +157,8 @@ func TestBackupToPartition(t *testing.T) {
 	testdisk.Run(t, "mv", store.Path, storeImg)
 	mountDir := t.TempDir()
 	h := start(t, Options{DiskFiles: []string{fx.Path, storeImg}, MountDir: mountDir}, nil)
-	h.waitFor("Backup", "store.img")
-	h.choose("Backup")
-	h.waitFor("Which disk do you back up?")
-	h.choose(filepath.Base(fx.Path))
-	h.waitFor("The whole disk, or one partition?")
-	h.choose("the whole disk")
-	h.waitFor("Where do the snapshots go?", "mounted for writing only when chosen")
+	h.waitFor("store.img")
+	startBackup(h, fx.Path, "mounted for writing only when chosen")
 	h.choose("store.img partition 1")
 	h.waitFor("Location", "repo-1/lifeboat-repo")
 	if !isMounted(t, filepath.Join(mountDir, "repo-1")) {
@@ -182,14 +166,10 @@ func TestBackupToPartition(t *testing.T) {
 	}
 	h.key(tcell.KeyTab, 4) // password, share password, host key, Open
 	h.key(tcell.KeyEnter)
-	h.waitFor("Compression")
-	h.key(tcell.KeyTab, 2)
-	h.key(tcell.KeyEnter)
-	h.waitFor("OVERWRITTEN  nothing", "Continue")
+	backupPlan(h, "")
 	h.key(tcell.KeyEnter)
 	h.waitFor("FINISHED", "saved in", "lifeboat-repo")
-	h.key(tcell.KeyEnter)
-	h.waitFor("Actions")
+	h.goHome()
 	log, err := os.ReadFile(h.a.logPath)
 	if loc := filepath.Join(mountDir, "repo-1", "lifeboat-repo"); err != nil || !strings.Contains(string(log), "saved in "+loc) {
 		t.Errorf("the log does not say the snapshot went to %s (%v):\n%s", loc, err, log)
@@ -226,29 +206,18 @@ func TestSystemClone(t *testing.T) {
 	testenv.RequireRoot(t)
 	dir := t.TempDir()
 	src := sysdisk.Build(t, filepath.Join(dir, "src"), sysdisk.Options{})
-	sum := testdisk.SHA256(t, src.Path)
+	sourceSame := unchanged(t, src.Path, "the source")
 	target := testdisk.EmptyFile(t, filepath.Join(dir, "small.img"), src.Size-24*MiB)
 	h := start(t, Options{DiskFiles: []string{src.Path, target}}, nil)
-	h.waitFor("System Clone", "small.img")
-	h.choose("System Clone")
-	h.waitFor("copy FROM")
-	h.choose(filepath.Base(src.Path))
-	h.waitFor("copy TO")
-	h.choose(filepath.Base(target))
-	h.waitFor("Verify", "[ ]")
-	h.key(tcell.KeyTab, 2)
-	h.key(tcell.KeyEnter)
+	walkClone(h, "System Clone", src.Path, target, false)
 	plan := h.waitFor("OVERWRITTEN", "System:", "take", "Continue")
 	t.Logf("plan:\n%s", plan)
 	h.key(tcell.KeyEnter)
-	h.waitFor("Type its file name")
-	h.typeText(filepath.Base(target))
-	h.key(tcell.KeyEnter)
+	backFromConfirmation(h, "System Clone")
+	confirmAs(h, filepath.Base(target))
 	s := h.waitFor("FINISHED", "The log is")
 	t.Logf("summary:\n%s", s)
-	if testdisk.SHA256(t, src.Path) != sum {
-		t.Fatal("the source changed")
-	}
+	sourceSame()
 	tbl := testdisk.ReadTable(t, target)
 	var root *ptable.Partition
 	for i := range tbl.Partitions {

@@ -8,7 +8,6 @@ import (
 	"github.com/gdamore/tcell/v2"
 
 	"github.com/lifeboat/lifeboat/engine/repo"
-	"github.com/lifeboat/lifeboat/internal/testdisk"
 	"github.com/lifeboat/lifeboat/netshare/local"
 	"github.com/lifeboat/lifeboat/netshare/smb/smbtest"
 )
@@ -17,18 +16,11 @@ import (
 // SMB share (Samba on loopback), the share's password typed into the
 // repository form, and finds the snapshot in the share's directory.
 func TestBackupToShare(t *testing.T) {
-	dir := t.TempDir()
-	fx := extFixture(t, dir)
-	sum := testdisk.SHA256(t, fx.Path)
+	fx := extFixture(t, t.TempDir())
+	sourceSame := unchanged(t, fx.Path, "the source")
 	srv := smbtest.Start(t)
 	h := start(t, Options{DiskFiles: []string{fx.Path}}, nil)
-	h.waitFor("Backup", filepath.Base(fx.Path))
-	h.choose("Backup")
-	h.waitFor("Which disk do you back up?")
-	h.choose(filepath.Base(fx.Path))
-	h.waitFor("The whole disk, or one partition?")
-	h.choose("the whole disk")
-	h.waitFor("Where do the snapshots go?")
+	startBackup(h, fx.Path)
 	h.choose("Type a location")
 	h.waitFor("Location", "Share pw", "Host key", "Open")
 	h.typeText(srv.URL("pc1").String())
@@ -36,18 +28,12 @@ func TestBackupToShare(t *testing.T) {
 	h.typeText(srv.Password)
 	h.key(tcell.KeyTab, 2) // host key, Open
 	h.key(tcell.KeyEnter)
-	h.waitFor("Compression", "Tags")
-	h.key(tcell.KeyTab, 2)
-	h.key(tcell.KeyEnter)
-	h.waitFor("OVERWRITTEN  nothing", "Continue")
+	backupPlan(h, "")
 	h.key(tcell.KeyEnter)
 	s := h.waitFor("FINISHED", "Snapshot", "added to the repository")
 	t.Logf("backup summary:\n%s", s)
-	h.key(tcell.KeyEnter)
-	h.waitFor("Actions")
-	if testdisk.SHA256(t, fx.Path) != sum {
-		t.Fatal("the source changed")
-	}
+	h.goHome()
+	sourceSame()
 
 	ctx := context.Background()
 	be, err := local.New(filepath.Join(srv.Dir, "pc1"))
