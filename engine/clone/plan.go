@@ -575,7 +575,7 @@ func (p *Plan) itemFrom(ctx context.Context, d detected, num int, srcOff, srcSiz
 		switch strings.ToUpper(sp.Type) {
 		case ptable.TypeBIOSBoot:
 			bare = "GRUB's core image"
-		case "E3C9E316-0B5C-4DB8-817D-F92DF00215AE":
+		case ptable.TypeMicrosoftReserved:
 			bare = "Microsoft reserved"
 		}
 	}

@@ -158,7 +158,7 @@ func (p *Plan) overlay(off, size int64) (*cow.Overlay, error) {
 // data whose size users do not expect to change.
 func isBootType(pt ptable.Partition) bool {
 	switch strings.ToUpper(pt.Type) {
-	case ptable.TypeEFISystem, ptable.TypeBIOSBoot, "E3C9E316-0B5C-4DB8-817D-F92DF00215AE", "DE94BBA4-06D1-4D40-A16A-BFD50179D6AC":
+	case ptable.TypeEFISystem, ptable.TypeBIOSBoot, ptable.TypeMicrosoftReserved, ptable.TypeWindowsRecovery:
 		return true
 	}
 	return pt.MBRType == 0xef || pt.MBRType == 0x27

@@ -45,6 +45,54 @@ func planText(p *Plan) string {
 	return b.String()
 }
 
+// sourceImage is a disk image a test clones, with its checksum taken before
+// anything runs so that the test can check that cloning leaves it as it was.
+type sourceImage struct {
+	path, sum string
+}
+
+func newSourceImage(t *testing.T, path string) sourceImage {
+	t.Helper()
+	return sourceImage{path: path, sum: testdisk.SHA256(t, path)}
+}
+
+// unchanged fails the test at once if the source image no longer has the
+// checksum it had.
+func (s sourceImage) unchanged(t *testing.T) {
+	t.Helper()
+	if testdisk.SHA256(t, s.path) != s.sum {
+		t.Fatal("the source changed")
+	}
+}
+
+// planOnto plans a clone of src onto a new empty image of size bytes, with
+// opts (Source and Target are set here), and logs the plan. It returns the
+// plan, its text and the target image's path.
+func planOnto(t *testing.T, src sourceImage, size int64, opts Options) (*Plan, string, string) {
+	t.Helper()
+	target := testdisk.EmptyFile(t, filepath.Join(t.TempDir(), "target.img"), size)
+	opts.Source, opts.Target = testdisk.Inspect(t, src.path), testdisk.Inspect(t, target)
+	p, err := MakePlan(context.Background(), opts)
+	if err != nil {
+		t.Fatalf("plan: %v", err)
+	}
+	text := planText(p)
+	t.Logf("plan:\n%s", text)
+	return p, text, target
+}
+
+// runPlan runs p with counters c (nil: none), closes it, and fails the test
+// at once if the run fails or the source changed.
+func runPlan(t *testing.T, p *Plan, c *progress.Counters, src sourceImage) {
+	t.Helper()
+	_, err := Run(context.Background(), p, c)
+	p.Close()
+	if err != nil {
+		t.Fatalf("run: %v", err)
+	}
+	src.unchanged(t)
+}
+
 // TestSystemClone clones the bootable fixture with System onto a larger
 // disk, onto a smaller one its system partitions fit as they are, and onto
 // one so small that the root must shrink; each copy boots under SeaBIOS
@@ -56,7 +104,7 @@ func TestSystemClone(t *testing.T) {
 	testenv.RequireTools(t, "e2fsck", "resize2fs", "qemu-system-x86_64")
 	dir := t.TempDir()
 	src := sysdisk.Build(t, filepath.Join(dir, "src"), sysdisk.Options{})
-	sum := testdisk.SHA256(t, src.Path)
+	srcImg := newSourceImage(t, src.Path)
 	cases := []struct {
 		name   string
 		size   int64
@@ -69,13 +117,7 @@ func TestSystemClone(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			target := testdisk.EmptyFile(t, filepath.Join(t.TempDir(), "target.img"), c.size)
-			p, err := MakePlan(context.Background(), Options{Source: testdisk.Inspect(t, src.Path), Target: testdisk.Inspect(t, target), System: true, Verify: true})
-			if err != nil {
-				t.Fatalf("plan: %v", err)
-			}
-			text := planText(p)
-			t.Logf("plan:\n%s", text)
+			p, text, target := planOnto(t, srcImg, c.size, Options{System: true, Verify: true})
 			var nums []int
 			for _, it := range p.Items {
 				nums = append(nums, it.Number)
@@ -97,14 +139,7 @@ func TestSystemClone(t *testing.T) {
 			if c.shrunk && !strings.Contains(text, "shrink ext4 from 96.0 MiB") {
 				t.Errorf("the plan does not say the root shrinks")
 			}
-			_, err = Run(context.Background(), p, &progress.Counters{})
-			p.Close()
-			if err != nil {
-				t.Fatalf("run: %v", err)
-			}
-			if testdisk.SHA256(t, src.Path) != sum {
-				t.Fatal("the source changed")
-			}
+			runPlan(t, p, &progress.Counters{}, srcImg)
 			tbl := testdisk.ReadTable(t, target)
 			if _, ok := tbl.Find(sysdisk.PartData); ok || len(tbl.Partitions) != 3 {
 				t.Errorf("target partitions %+v, want 2, 3 and 4 only", tbl.Partitions)
@@ -140,20 +175,9 @@ func TestSystemNewIDs(t *testing.T) {
 	testenv.RequireTools(t, "e2fsck", "tune2fs", "mcopy", "qemu-system-x86_64")
 	dir := t.TempDir()
 	src := sysdisk.Build(t, filepath.Join(dir, "src"), sysdisk.Options{})
-	sum := testdisk.SHA256(t, src.Path)
-	target := testdisk.EmptyFile(t, filepath.Join(dir, "target.img"), src.Size)
-	p, err := MakePlan(context.Background(), Options{Source: testdisk.Inspect(t, src.Path), Target: testdisk.Inspect(t, target), System: true, NewIDs: true})
-	if err != nil {
-		t.Fatalf("plan: %v", err)
-	}
-	t.Logf("plan:\n%s", planText(p))
-	if _, err := Run(context.Background(), p, nil); err != nil {
-		t.Fatalf("run: %v", err)
-	}
-	p.Close()
-	if testdisk.SHA256(t, src.Path) != sum {
-		t.Fatal("the source changed")
-	}
+	srcImg := newSourceImage(t, src.Path)
+	p, _, target := planOnto(t, srcImg, src.Size, Options{System: true, NewIDs: true})
+	runPlan(t, p, nil, srcImg)
 	st, tt := testdisk.ReadTable(t, src.Path), testdisk.ReadTable(t, target)
 	if st.DiskGUID == tt.DiskGUID {
 		t.Error("the disk GUID is the same")
@@ -188,9 +212,7 @@ func TestSystemNewIDs(t *testing.T) {
 	if b.Root != src.RootUUID || b.Fstab != src.RootUUID {
 		t.Errorf("booting the source (copy attached too): root %q, fstab %q; want %q", b.Root, b.Fstab, src.RootUUID)
 	}
-	if testdisk.SHA256(t, src.Path) != sum {
-		t.Fatal("the source changed")
-	}
+	srcImg.unchanged(t)
 }
 
 // TestSmallerXFSRefused refuses a smaller target when an XFS file system
@@ -220,7 +242,7 @@ func TestSmallerXFSRefused(t *testing.T) {
 		f.Close()
 		os.Remove(part)
 	}
-	sum := testdisk.SHA256(t, img)
+	srcImg := newSourceImage(t, img)
 	target := testdisk.EmptyFile(t, filepath.Join(dir, "dst.img"), 200*MiB)
 	_, err := MakePlan(context.Background(), Options{Source: testdisk.Inspect(t, img), Target: testdisk.Inspect(t, target)})
 	var ref *RefusedError
@@ -233,9 +255,7 @@ func TestSmallerXFSRefused(t *testing.T) {
 			t.Errorf("the refusal does not say %q", want)
 		}
 	}
-	if testdisk.SHA256(t, img) != sum {
-		t.Error("the source changed")
-	}
+	srcImg.unchanged(t)
 }
 
 // windowsDisk builds a GPT disk laid out as Windows installs itself: ESP,
@@ -279,14 +299,8 @@ func windowsDisk(t *testing.T, dir string) *testdisk.Fixture {
 func TestSystemWindowsShrink(t *testing.T) {
 	dir := t.TempDir()
 	fx := windowsDisk(t, filepath.Join(dir, "src"))
-	sum := testdisk.SHA256(t, fx.Path)
-	target := testdisk.EmptyFile(t, filepath.Join(dir, "target.img"), 128*MiB)
-	p, err := MakePlan(context.Background(), Options{Source: testdisk.Inspect(t, fx.Path), Target: testdisk.Inspect(t, target), System: true, Verify: true})
-	if err != nil {
-		t.Fatalf("plan: %v", err)
-	}
-	text := planText(p)
-	t.Logf("plan:\n%s", text)
+	srcImg := newSourceImage(t, fx.Path)
+	p, text, target := planOnto(t, srcImg, 128*MiB, Options{System: true, Verify: true})
 	for _, want := range []string{
 		"take  partition 1: EFI system partition", "take  partition 2: Microsoft reserved", `take  partition 3: Windows (\Windows\System32)`,
 		"take  partition 4: Windows recovery", "leave partition 5: data", "shrink ntfs from 96.0 MiB",
@@ -295,13 +309,7 @@ func TestSystemWindowsShrink(t *testing.T) {
 			t.Errorf("the plan does not say %q", want)
 		}
 	}
-	if _, err := Run(context.Background(), p, nil); err != nil {
-		t.Fatalf("run: %v", err)
-	}
-	p.Close()
-	if testdisk.SHA256(t, fx.Path) != sum {
-		t.Fatal("the source changed")
-	}
+	runPlan(t, p, nil, srcImg)
 	tbl := testdisk.ReadTable(t, target)
 	tp, ok := tbl.Find(3)
 	if !ok || tp.Size >= 96*MiB {
@@ -334,24 +342,12 @@ func TestSystemCloneMBR(t *testing.T) {
 	testenv.RequireTools(t, "qemu-system-x86_64")
 	dir := t.TempDir()
 	src := sysdisk.Build(t, filepath.Join(dir, "src"), sysdisk.Options{MBR: true})
-	sum := testdisk.SHA256(t, src.Path)
-	target := testdisk.EmptyFile(t, filepath.Join(dir, "target.img"), 100*MiB)
-	p, err := MakePlan(context.Background(), Options{Source: testdisk.Inspect(t, src.Path), Target: testdisk.Inspect(t, target), System: true, Verify: true})
-	if err != nil {
-		t.Fatalf("plan: %v", err)
-	}
-	text := planText(p)
-	t.Logf("plan:\n%s", text)
+	srcImg := newSourceImage(t, src.Path)
+	p, text, target := planOnto(t, srcImg, 100*MiB, Options{System: true, Verify: true})
 	if !strings.Contains(text, "boot area before the first partition") || len(p.Items) != 1 || p.Items[0].Number != sysdisk.MBRPartRoot {
 		t.Errorf("want only the root and the boot area copied")
 	}
-	if _, err := Run(context.Background(), p, nil); err != nil {
-		t.Fatalf("run: %v", err)
-	}
-	p.Close()
-	if testdisk.SHA256(t, src.Path) != sum {
-		t.Fatal("the source changed")
-	}
+	runPlan(t, p, nil, srcImg)
 	tbl := testdisk.ReadTable(t, target)
 	rp, ok := tbl.Find(sysdisk.MBRPartRoot)
 	if !ok || len(tbl.Partitions) != 1 || rp.Start != MiB || !rp.Bootable {
@@ -379,26 +375,14 @@ func TestSmallerShrinksExtAndFAT(t *testing.T) {
 		{FS: "ext4", Size: 72 * MiB, Label: "linux", Files: &testdisk.TreeOptions{Seed: 21, TotalBytes: 8 << 20, HardLinks: true, Symlinks: true, Sparse: true}},
 		{FS: "vfat", FATSize: 16, Size: 72 * MiB, Label: "FAT", Files: &testdisk.TreeOptions{Seed: 22, TotalBytes: 6 << 20, BMPOnly: true}},
 	}})
-	sum := testdisk.SHA256(t, fx.Path)
-	target := testdisk.EmptyFile(t, filepath.Join(dir, "target.img"), 120*MiB)
-	p, err := MakePlan(context.Background(), Options{Source: testdisk.Inspect(t, fx.Path), Target: testdisk.Inspect(t, target), Verify: true})
-	if err != nil {
-		t.Fatalf("plan: %v", err)
-	}
-	text := planText(p)
-	t.Logf("plan:\n%s", text)
+	srcImg := newSourceImage(t, fx.Path)
+	p, _, target := planOnto(t, srcImg, 120*MiB, Options{Verify: true})
 	for _, it := range p.Items {
 		if it.ShrunkFrom == 0 {
 			t.Errorf("partition %d was not shrunk", it.Number)
 		}
 	}
-	if _, err := Run(context.Background(), p, nil); err != nil {
-		t.Fatalf("run: %v", err)
-	}
-	p.Close()
-	if testdisk.SHA256(t, fx.Path) != sum {
-		t.Fatal("the source changed")
-	}
+	runPlan(t, p, nil, srcImg)
 	tbl := testdisk.ReadTable(t, target)
 	for i, part := range fx.Parts {
 		tp, ok := tbl.Find(part.Number)

@@ -28,6 +28,6 @@ func FuzzProcTables(f *testing.F) {
 		if s := parseVPD80(b); len(s) > len(b) || strings.ContainsAny(s, "\n\r\t\x00") {
 			t.Fatalf("parseVPD80 = %q", s)
 		}
-		_ = unescapeOctal(string(b))
+		_ = UnescapeOctal(string(b))
 	})
 }

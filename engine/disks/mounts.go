@@ -28,11 +28,11 @@ func parseMountinfo(b []byte) []mountEntry {
 		if len(f) < 7 {
 			continue
 		}
-		e := mountEntry{devno: f[2], mountPoint: unescapeOctal(f[4])}
+		e := mountEntry{devno: f[2], mountPoint: UnescapeOctal(f[4])}
 		for i := 6; i < len(f); i++ {
 			if f[i] == "-" {
 				if i+2 < len(f) {
-					e.source = unescapeOctal(f[i+2])
+					e.source = UnescapeOctal(f[i+2])
 				}
 				break
 			}
@@ -53,22 +53,24 @@ func parseSwaps(b []byte) []string {
 		if len(f) == 0 || (n == 0 && f[0] == "Filename") {
 			continue
 		}
-		out = append(out, unescapeOctal(f[0]))
+		out = append(out, UnescapeOctal(f[0]))
 	}
 	return out
 }
 
-// unescapeOctal undoes the kernel's \ooo escaping of blanks and
-// backslashes in mount points and swap file names.
-func unescapeOctal(s string) string {
+// UnescapeOctal undoes the \ooo escaping of blanks and backslashes that
+// the kernel applies to mount points and swap file names in /proc, and
+// that fstab(5) uses in its fields. A backslash not followed by three
+// octal digits of a byte value (000 to 377) is kept as it is.
+func UnescapeOctal(s string) string {
 	if !strings.Contains(s, `\`) {
 		return s
 	}
 	var b strings.Builder
+	b.Grow(len(s))
 	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) && isOctal(s[i+1]) && isOctal(s[i+2]) && isOctal(s[i+3]) {
-			v := (s[i+1]-'0')*64 + (s[i+2]-'0')*8 + (s[i+3] - '0')
-			b.WriteByte(v)
+		if s[i] == '\\' && i+3 < len(s) && s[i+1] >= '0' && s[i+1] <= '3' && isOctal(s[i+2]) && isOctal(s[i+3]) {
+			b.WriteByte((s[i+1]-'0')<<6 | (s[i+2]-'0')<<3 | (s[i+3] - '0'))
 			i += 3
 			continue
 		}

@@ -11,22 +11,24 @@ import (
 // util-linux's sfdisk and fdisk show, so a user sees the same words here as in
 // the tools they know.
 const (
-	TypeEFISystem       = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B"
-	TypeBIOSBoot        = "21686148-6449-6E6F-744E-656564454649"
-	TypeLinuxFilesystem = "0FC63DAF-8483-4772-8E79-3D69D8477DE4"
-	TypeLinuxSwap       = "0657FD6D-A4AB-43C4-84E5-0933C84B4F4F"
-	TypeMicrosoftBasic  = "EBD0A0A2-B9E5-4433-87C0-68B6B72699C7"
+	TypeEFISystem         = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B"
+	TypeBIOSBoot          = "21686148-6449-6E6F-744E-656564454649"
+	TypeLinuxFilesystem   = "0FC63DAF-8483-4772-8E79-3D69D8477DE4"
+	TypeLinuxSwap         = "0657FD6D-A4AB-43C4-84E5-0933C84B4F4F"
+	TypeMicrosoftBasic    = "EBD0A0A2-B9E5-4433-87C0-68B6B72699C7"
+	TypeMicrosoftReserved = "E3C9E316-0B5C-4DB8-817D-F92DF00215AE"
+	TypeWindowsRecovery   = "DE94BBA4-06D1-4D40-A16A-BFD50179D6AC"
 )
 
 var gptTypeNames = map[string]string{
 	TypeEFISystem:                          "EFI System",
 	"024DEE41-33E7-11D3-9D69-0008C781F39F": "MBR partition scheme",
 	TypeBIOSBoot:                           "BIOS boot",
-	"E3C9E316-0B5C-4DB8-817D-F92DF00215AE": "Microsoft reserved",
+	TypeMicrosoftReserved:                  "Microsoft reserved",
 	TypeMicrosoftBasic:                     "Microsoft basic data",
 	"5808C8AA-7E8F-42E0-85D2-E1E90434CFB3": "Microsoft LDM metadata",
 	"AF9B60A0-1431-4F62-BC68-3311714A69AD": "Microsoft LDM data",
-	"DE94BBA4-06D1-4D40-A16A-BFD50179D6AC": "Windows recovery environment",
+	TypeWindowsRecovery:                    "Windows recovery environment",
 	"E75CAF8F-F680-4CEE-AFA3-B001E56EFC2D": "Microsoft Storage Spaces",
 	TypeLinuxSwap:                          "Linux swap",
 	TypeLinuxFilesystem:                    "Linux filesystem",

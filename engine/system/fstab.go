@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/lifeboat/lifeboat/engine/disks"
 	"github.com/lifeboat/lifeboat/engine/ptable"
 )
 
@@ -45,31 +46,13 @@ func parseFstab(b []byte) []fstabEntry {
 		if len(f) < 3 {
 			continue
 		}
-		e := fstabEntry{spec: unescapeOctal(f[0]), dir: unescapeOctal(f[1]), fsType: f[2]}
+		e := fstabEntry{spec: disks.UnescapeOctal(f[0]), dir: disks.UnescapeOctal(f[1]), fsType: f[2]}
 		if len(f) > 3 {
 			e.opts = f[3]
 		}
 		out = append(out, e)
 	}
 	return out
-}
-
-func unescapeOctal(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+4 <= len(s) {
-			if v, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				b.WriteByte(byte(v))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
 }
 
 // fstabNeeded returns the role of a mount the system needs to boot, ""
@@ -96,7 +79,7 @@ func matchFstab(spec string, parts []*part, tbl *ptable.Table) *part {
 			{"/dev/disk/by-label/", "LABEL"}, {"/dev/disk/by-partlabel/", "PARTLABEL"},
 		} {
 			if strings.HasPrefix(spec, by.dir) {
-				key, val, ok = by.key, unescapeOctal(strings.TrimPrefix(spec, by.dir)), true
+				key, val, ok = by.key, disks.UnescapeOctal(strings.TrimPrefix(spec, by.dir)), true
 			}
 		}
 	}

@@ -7,9 +7,10 @@
 // partitions are left out, each with the reason.
 //
 // Nothing is mounted or written for ext2/3/4: its files are read through
-// our own small reader. XFS, btrfs and NTFS are looked into through a
-// copy-on-write view (engine/cow) exposed as a file, mounted read-only
-// (XFS, btrfs) or read with ntfs-3g's ntfsls; that needs root.
+// the bounded reader of engine/fsmap/ext. XFS, btrfs and NTFS are looked
+// into through a copy-on-write view (engine/cow) exposed as a file,
+// mounted read-only (XFS, btrfs) or read with ntfs-3g's ntfsls; that needs
+// root.
 package system
 
 import (
@@ -28,6 +29,7 @@ import (
 
 	"github.com/lifeboat/lifeboat/engine/blockdev"
 	"github.com/lifeboat/lifeboat/engine/cow"
+	"github.com/lifeboat/lifeboat/engine/fsmap/ext"
 	"github.com/lifeboat/lifeboat/engine/fsmap/probe"
 	"github.com/lifeboat/lifeboat/engine/ptable"
 )
@@ -97,10 +99,9 @@ func (e *NoSystemError) Error() string {
 	return "no installed operating system found: " + strings.Join(e.Reasons, "; ")
 }
 
-// GPT and MBR types that mark system partitions by themselves.
+// MBR types that mark system partitions by themselves; the GPT ones are
+// named in engine/ptable.
 const (
-	typeMSR      = "E3C9E316-0B5C-4DB8-817D-F92DF00215AE"
-	typeWinRE    = "DE94BBA4-06D1-4D40-A16A-BFD50179D6AC"
 	mbrESP       = 0xef
 	mbrWinRE     = 0x27
 	mbrHiddenRec = 0x12 // vendor recovery/diagnostics (Compaq diagnostics in fdisk's words)
@@ -147,9 +148,9 @@ func Select(ctx context.Context, src io.ReaderAt, tbl *ptable.Table) (*Selection
 			x.take("EFI system partition", "boot loaders for UEFI firmware")
 		case strings.EqualFold(x.p.Type, ptable.TypeBIOSBoot):
 			x.take("BIOS boot", "GRUB's core image for BIOS firmware")
-		case strings.EqualFold(x.p.Type, typeMSR):
+		case strings.EqualFold(x.p.Type, ptable.TypeMicrosoftReserved):
 			x.take("Microsoft reserved", "Windows keeps it beside its system partition")
-		case strings.EqualFold(x.p.Type, typeWinRE) || x.p.MBRType == mbrWinRE:
+		case strings.EqualFold(x.p.Type, ptable.TypeWindowsRecovery) || x.p.MBRType == mbrWinRE:
 			x.take("Windows recovery", "Windows Recovery Environment")
 		}
 	}
@@ -254,12 +255,12 @@ func (x *part) leftReason() string {
 func (x *part) inspect(ctx context.Context, w io.ReaderAt) {
 	switch x.fsType {
 	case "ext2", "ext3", "ext4":
-		e, err := newExtReader(w, x.p.Size)
+		files, err := ext.OpenFiles(w, x.p.Size)
 		if err != nil {
 			x.inspectErr = err
 			return
 		}
-		x.linux(func(p string) ([]byte, error) { return e.readFile(p) })
+		x.linux(files.ReadFile)
 	case "xfs", "btrfs", "ntfs":
 		x.inspectErr = x.inspectMounted(ctx, w)
 	}
@@ -334,7 +335,7 @@ func (x *part) inspectMounted(ctx context.Context, w io.ReaderAt) error {
 			return nil, err
 		}
 		defer f.Close()
-		return io.ReadAll(io.LimitReader(f, extMaxFile))
+		return io.ReadAll(io.LimitReader(f, ext.MaxFileSize))
 	}
 	x.linux(read)
 	if x.osName == "" && x.fsType == "btrfs" {

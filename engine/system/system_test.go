@@ -182,47 +182,6 @@ func TestParseFstab(t *testing.T) {
 	}
 }
 
-// FuzzExtReader feeds damaged ext images to the file reader: errors, never
-// panics or hangs.
-func FuzzExtReader(f *testing.F) {
-	// A real ext4 seed, so the fuzzer starts past the superblock checks.
-	testenv.RequireTools(f, "mkfs.ext4")
-	mkfs, _ := testenv.LookPath("mkfs.ext4")
-	dir := f.TempDir()
-	root := filepath.Join(dir, "root")
-	os.MkdirAll(filepath.Join(root, "etc"), 0o755)
-	fstab := []byte("UUID=x / ext4 defaults 0 1\n")
-	os.WriteFile(filepath.Join(root, "etc/fstab"), fstab, 0o644)
-	os.Symlink("fstab", filepath.Join(root, "etc/os-release"))
-	img := filepath.Join(dir, "fs.img")
-	os.WriteFile(img, nil, 0o644)
-	os.Truncate(img, 64<<10) // small inputs fuzz fast
-	if out, err := exec.Command(mkfs, "-q", "-b", "1024", "-N", "16", "-O", "^has_journal,^resize_inode", "-d", root, img).CombinedOutput(); err != nil {
-		f.Fatalf("mkfs.ext4: %v\n%s", err, out)
-	}
-	seed, err := os.ReadFile(img)
-	if err != nil {
-		f.Fatal(err)
-	}
-	e, err := newExtReader(bytes.NewReader(seed), int64(len(seed)))
-	if err != nil {
-		f.Fatalf("the seed: %v", err)
-	}
-	if got, err := e.readFile("/etc/fstab"); err != nil || !bytes.Equal(got, fstab) {
-		f.Fatalf("the seed's /etc/fstab: %q, %v", got, err)
-	}
-	f.Add(seed)
-	f.Fuzz(func(t *testing.T, b []byte) {
-		e, err := newExtReader(bytes.NewReader(b), int64(len(b)))
-		if err != nil {
-			return
-		}
-		e.readFile("/etc/os-release")
-		e.readFile("/etc/fstab")
-		e.exists("/a/../../etc/x")
-	})
-}
-
 // TestSelectMounted finds Linux roots on XFS and btrfs, which are looked
 // into through a read-only mount of a copy-on-write view, and checks that
 // the source is not changed by it (XFS and btrfs would replay their logs).

@@ -1,5 +1,6 @@
 // Package ext detects ext2, ext3 and ext4 file systems, maps their used
-// blocks from the block bitmaps, and grows them with resize2fs.
+// blocks from the block bitmaps, grows them with resize2fs, and reads small
+// files from them without mounting (OpenFiles).
 //
 // The map is built from the on-disk format alone: the superblock, every
 // group descriptor and every block bitmap. Groups whose bitmap was never
