@@ -8,6 +8,7 @@
 #   sudo LIFEBOAT_BENCH_IMAGE=bench/work/ext4.img ROUNDS=3 bench/netshare.sh
 #   sudo COLD=1 bench/netshare.sh               # page cache dropped before each backup
 #   sudo ONLY=local,s3 bench/netshare.sh        # only these backends
+#   sudo PIN=1 bench/netshare.sh                # servers on the last core, backups on the others
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ "$(id -u)" -eq 0 ] || { echo "bench/netshare.sh: needs root (it starts smbd, ganesha, sshd)" >&2; exit 1; }

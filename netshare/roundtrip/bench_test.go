@@ -2,6 +2,7 @@ package roundtrip
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/url"
 	"os"
@@ -15,6 +16,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/lifeboat/lifeboat/engine/image"
 	"github.com/lifeboat/lifeboat/engine/progress"
@@ -56,11 +59,25 @@ func BenchmarkBackends(b *testing.B) {
 	// COLD=1 drops the page cache before each backup, as bench/backup.sh
 	// does: a real backup reads its disk, not memory.
 	cold := os.Getenv("COLD") == "1"
+	// PIN=1 gives the servers the last core and the backups the others,
+	// as when the server is a machine of its own: on loopback they
+	// otherwise compete for the same cores.
+	pin := os.Getenv("PIN") == "1"
+	if pin {
+		if runtime.NumCPU() < 2 {
+			b.Fatal("PIN=1 needs at least 2 cores")
+		}
+		pinThreads(b, runtime.NumCPU()-1, runtime.NumCPU())
+	}
 	smb := smbtest.Start(b)
 	nfs := nfstest.Start(b)
 	sftp := sftptest.Start(b)
 	s3 := s3test.Start(b)
 	s3.MakeBucket(b, "bench")
+	if pin {
+		pinThreads(b, 0, runtime.NumCPU()-1) // the servers started above keep the last core
+		runtime.GOMAXPROCS(runtime.NumCPU() - 1)
+	}
 	localDir := b.TempDir()
 	sftpDir := b.TempDir()
 	type backend struct {
@@ -151,6 +168,9 @@ func BenchmarkBackends(b *testing.B) {
 	if cold {
 		cache = "page cache dropped before each backup"
 	}
+	if pin {
+		cache += fmt.Sprintf(", servers on core %d and backups on cores 0-%d", runtime.NumCPU()-1, runtime.NumCPU()-2)
+	}
 	fmt.Fprintf(&out, "\nsource %s, %.1f MiB used, %s; medians over %d rounds:\n", src, float64(used)/mib, cache, rounds)
 	for _, be := range backends {
 		m := median(times[be.name])
@@ -190,4 +210,26 @@ func machineBusy() float64 {
 		}
 	}
 	return busy / 100
+}
+
+// pinThreads moves every thread of this process to the cores [from, to);
+// threads started later inherit it, and so do the processes they start.
+func pinThreads(b *testing.B, from, to int) {
+	var set unix.CPUSet
+	for c := from; c < to; c++ {
+		set.Set(c)
+	}
+	tasks, err := os.ReadDir("/proc/self/task")
+	if err != nil {
+		b.Fatalf("list this process's threads: %v", err)
+	}
+	for _, t := range tasks {
+		tid, err := strconv.Atoi(t.Name())
+		if err != nil {
+			continue
+		}
+		if err := unix.SchedSetaffinity(tid, &set); err != nil && !errors.Is(err, unix.ESRCH) {
+			b.Fatalf("pin thread %d to cores %d-%d: %v", tid, from, to-1, err)
+		}
+	}
 }
