@@ -25,10 +25,11 @@ const (
 	maxSymlinkBytes = 4096
 	// maxPathDepth bounds the directories a path may descend.
 	maxPathDepth = 4096
-	// readBudget bounds the block reads (and holes stepped over) of one
+	// readBudget bounds the bytes read (and holes stepped over) by one
 	// ReadFile or Exists call: a hostile file system can chain symbolic
-	// links to long paths through huge directories.
-	readBudget = 50000
+	// links to long paths through huge directories. Counted in bytes, not
+	// reads, so 64 KiB blocks do not make it larger.
+	readBudget = 256 << 20
 	// maxExtentDepth is deeper than any extent tree the kernel builds.
 	maxExtentDepth = 5
 )
@@ -116,8 +117,18 @@ func (f *Files) Exists(name string) bool {
 
 // walk is the state of one ReadFile or Exists call.
 type walk struct {
-	f      *Files
-	budget int // block reads left
+	f       *Files
+	budget  int64  // bytes left to read
+	scratch []byte // one block, for indirect and extent tree blocks
+}
+
+// mapBuf is the walk's block buffer for mapping a logical block: indirect
+// blocks and extent tree nodes, read one after another.
+func (w *walk) mapBuf() []byte {
+	if w.scratch == nil {
+		w.scratch = make([]byte, w.f.g.bs)
+	}
+	return w.scratch
 }
 
 // readBlock reads block b of the file system into p (one block long).
@@ -129,10 +140,10 @@ func (w *walk) readBlock(p []byte, b int64, what string) error {
 	return w.readAt(p, b*g.bs, fmt.Sprintf("%s (block %d)", what, b))
 }
 
-// spend counts one step (a read, or a hole stepped over) against the
-// call's budget.
-func (w *walk) spend() error {
-	if w.budget--; w.budget < 0 {
+// spend counts n bytes (read, or a hole stepped over) against the call's
+// budget.
+func (w *walk) spend(n int64) error {
+	if w.budget -= n; w.budget < 0 {
 		return errors.New("gave up: the path takes too many reads to resolve")
 	}
 	return nil
@@ -141,7 +152,7 @@ func (w *walk) spend() error {
 // readAt reads len(p) bytes at off, which must lie inside the file system,
 // and counts the read against the call's budget.
 func (w *walk) readAt(p []byte, off int64, what string) error {
-	if err := w.spend(); err != nil {
+	if err := w.spend(int64(len(p))); err != nil {
 		return err
 	}
 	if end := w.f.g.blocks * w.f.g.bs; off < 0 || off > end-int64(len(p)) {
@@ -191,8 +202,13 @@ func (w *walk) inode(n uint32) (*inode, error) {
 	}
 	in := &inode{
 		mode:  binary.LittleEndian.Uint16(raw[0x00:]),
-		size:  int64(binary.LittleEndian.Uint32(raw[0x04:])) | int64(binary.LittleEndian.Uint32(raw[0x6C:]))<<32,
+		size:  int64(binary.LittleEndian.Uint32(raw[0x04:])),
 		flags: binary.LittleEndian.Uint32(raw[0x20:]),
+	}
+	// The size's high half is i_dir_acl on directories of file systems
+	// without largedir (old ext2 may have it set), as the kernel reads it.
+	if in.isReg() || sb.incompat&incompatLargeDir != 0 {
+		in.size |= int64(binary.LittleEndian.Uint32(raw[0x6C:])) << 32
 	}
 	copy(in.block[:], raw[0x28:0x28+inodeBlockBytes])
 	if in.size < 0 {
@@ -226,7 +242,7 @@ func (w *walk) physBlock(in *inode, lb int64) (int64, error) {
 		return 0, errors.New("logical block beyond the triple-indirect range")
 	}
 	b := ptr(in.block[:], int64(11+level))
-	buf := make([]byte, bs)
+	buf := w.mapBuf()
 	for l := level; l > 0 && b != 0; l-- {
 		span /= per
 		if err := w.readBlock(buf, b, "indirect block"); err != nil {
@@ -278,7 +294,8 @@ func (w *walk) extentLookup(node []byte, lb int64, depth int) (int64, error) {
 	if leaf || next < 0 {
 		return 0, nil
 	}
-	buf := make([]byte, w.f.g.bs)
+	// node is no longer read: the next level may take its buffer.
+	buf := w.mapBuf()
 	if err := w.readBlock(buf, next, "extent tree block"); err != nil {
 		return 0, err
 	}
@@ -309,7 +326,7 @@ func (w *walk) data(in *inode, limit int64) ([]byte, error) {
 		if pb == 0 {
 			// A hole costs no read, but a path can cross many sparse
 			// files and directories: it is counted all the same.
-			if err := w.spend(); err != nil {
+			if err := w.spend(bs); err != nil {
 				return nil, err
 			}
 			clear(buf)
@@ -341,7 +358,7 @@ func (w *walk) lookup(dir *inode, name string) (uint32, error) {
 			return 0, err
 		}
 		if pb == 0 {
-			if err := w.spend(); err != nil {
+			if err := w.spend(bs); err != nil {
 				return 0, err
 			}
 			continue
@@ -352,6 +369,9 @@ func (w *walk) lookup(dir *inode, name string) (uint32, error) {
 		for off := int64(0); off+8 <= bs; {
 			ino := binary.LittleEndian.Uint32(buf[off:])
 			rec := int64(binary.LittleEndian.Uint16(buf[off+4:]))
+			if bs == 1<<16 && (rec == 0 || rec == 1<<16-1) {
+				rec = 1 << 16 // a record filling a 64 KiB block, as the kernel encodes it
+			}
 			nl := int64(buf[off+6])
 			if rec < 8 || off+rec > bs {
 				break // a damaged block: the rest of it is not trusted

@@ -313,3 +313,81 @@ func FuzzFiles(f *testing.F) {
 		files.Exists("/a/../../etc/x")
 	})
 }
+
+// TestFilesDirectoryEdges reads directories as the kernel does where their
+// on-disk fields are unusual but valid: a record that fills a whole 64 KiB
+// block (its length stored as 65535 by e2fsprogs, as 0 by a kernel with 64
+// KiB pages), and the size's high half on an ext2 directory, which without
+// largedir is i_dir_acl and not part of the size.
+func TestFilesDirectoryEdges(t *testing.T) {
+	testenv.RequireTools(t, "mke2fs", "debugfs")
+	dir := t.TempDir()
+	tree := filepath.Join(dir, "tree")
+	// 252 names of 252 bytes: 251 fill the directory's first 64 KiB block,
+	// the last one stands alone in the second.
+	names := make([]string, 252)
+	for i := range names {
+		names[i] = fmt.Sprintf("f%03d", i) + strings.Repeat("x", 248)
+		p := filepath.Join(tree, "d", names[i])
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(names[i][:4]), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	img := filepath.Join(dir, "64k.img")
+	if err := os.WriteFile(img, make([]byte, 64<<20), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tool(t, "mke2fs", "-q", "-F", "-E", "nodiscard", "-t", "ext4", "-b", "65536", "-O", "^dir_index,^metadata_csum,^has_journal", "-d", tree, img)
+	last := "/d/" + names[len(names)-1]
+	files, b := openImage(t, img)
+	if got, err := files.ReadFile(last); err != nil || string(got) != "f251" {
+		t.Fatalf("ReadFile of the entry alone in a 64 KiB block = %q, %v", got, err)
+	}
+	// Find that entry at the start of a block, stored as 65535 ...
+	at := -1
+	for off := 0; off+8 <= len(b); off += 1 << 16 {
+		if bytes.HasPrefix(b[off+8:], []byte(names[len(names)-1])) {
+			at = off
+		}
+	}
+	if at < 0 || b[at+4] != 0xff || b[at+5] != 0xff {
+		t.Fatalf("no entry filling a 64 KiB block with record length 65535 (at %d)", at)
+	}
+	// ... then as 0, as a 64 KiB-page kernel writes it.
+	b[at+4], b[at+5] = 0, 0
+	files, err := OpenFiles(bytes.NewReader(b), int64(len(b)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := files.ReadFile(last); err != nil || string(got) != "f251" {
+		t.Fatalf("ReadFile with the record length stored as 0 = %q, %v", got, err)
+	}
+	for _, n := range names[:3] {
+		if got, err := files.ReadFile("/d/" + n); err != nil || string(got) != n[:4] {
+			t.Fatalf("ReadFile(/d/%s) = %q, %v", n[:4], got, err)
+		}
+	}
+
+	ext2 := filepath.Join(dir, "ext2.img")
+	if err := os.WriteFile(ext2, make([]byte, 8<<20), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	small := filepath.Join(dir, "small")
+	if err := os.MkdirAll(filepath.Join(small, "etc"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(small, "etc", "fstab"), []byte("fstab\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tool(t, "mke2fs", "-q", "-F", "-t", "ext2", "-b", "1024", "-d", small, ext2)
+	if out := tool(t, "debugfs", "-w", "-R", "sif /etc size_hi 7", ext2); strings.Contains(out, "sif:") {
+		t.Fatalf("debugfs did not set the size's high half: %s", out) // it exits 0 on a bad command
+	}
+	files, _ = openImage(t, ext2)
+	if got, err := files.ReadFile("/etc/fstab"); err != nil || string(got) != "fstab\n" {
+		t.Fatalf("ReadFile under an ext2 directory with i_dir_acl set = %q, %v", got, err)
+	}
+}
