@@ -11,9 +11,6 @@ import (
 // command does anything (no --from/--to given, nothing opened).
 func TestFlagsEveryCommand(t *testing.T) {
 	for name := range commands {
-		if name == "rescue" {
-			continue // takes no flags: only the appliance's init starts it
-		}
 		code, _, stderr := runCapture(t, name, "-h")
 		if code != 0 || !strings.Contains(stderr, "usage: lifeboat "+name) || strings.Contains(stderr, "lifeboat "+name+":") {
 			t.Errorf("lifeboat %s -h: exit %d, stderr %q; want 0 and only the usage", name, code, stderr)

@@ -21,8 +21,8 @@ func init() {
 // The summary above keeps people from running it on a workstation, where
 // lifeboat.after=poweroff would power it off.
 func runRescue(ctx context.Context, env *cmdEnv, args []string) error {
-	if len(args) > 0 {
-		return &exitError{code: 2, err: fmt.Errorf("unexpected argument %q", args[0])}
+	if err := parseFlags(newFlags("rescue", env, "rescue (started by the appliance's init)"), args); err != nil {
+		return err
 	}
 	// Mounting tmpfs on /tmp and powering off belong to the appliance
 	// only: its init (PID 1) starts this directly.

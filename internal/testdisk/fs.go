@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lifeboat/lifeboat/engine/disks"
 	"github.com/lifeboat/lifeboat/internal/testenv"
 )
 
@@ -352,7 +353,7 @@ func isMountPoint(dir string) (bool, error) {
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for sc.Scan() {
 		fields := strings.Fields(sc.Text())
-		if len(fields) > 4 && unescapeMountPath(fields[4]) == dir {
+		if len(fields) > 4 && disks.UnescapeOctal(fields[4]) == dir {
 			return true, nil
 		}
 	}
@@ -360,25 +361,6 @@ func isMountPoint(dir string) (bool, error) {
 		return false, fmt.Errorf("read mount table: %w", err)
 	}
 	return false, nil
-}
-
-// unescapeMountPath undoes the octal escapes (\040 for space) of mountinfo.
-func unescapeMountPath(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) {
-			if v, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				b.WriteByte(byte(v))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
 }
 
 // partCopy copies [off, off+size) of image to a new file in a temporary

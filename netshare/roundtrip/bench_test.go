@@ -131,14 +131,16 @@ func BenchmarkBackends(b *testing.B) {
 					b.Fatalf("drop the page cache: %v", err)
 				}
 			}
-			startCPU, startBusy := processCPU(), machineBusy()
+			startBusy, _ := machineBusy()
+			startCPU := processCPU()
 			start := time.Now()
 			res, err := image.Backup(ctx, image.BackupOptions{Source: disk, Repo: r}, &progress.Counters{})
 			if err != nil {
 				b.Fatalf("%s: backup: %v", be.name, err)
 			}
 			secs := time.Since(start).Seconds()
-			cpu, busy := processCPU()-startCPU, machineBusy()-startBusy
+			endBusy, cores := machineBusy()
+			cpu, busy := processCPU()-startCPU, endBusy-startBusy
 			r.Close()
 			store.Close()
 			used = res.Meta.Used
@@ -149,7 +151,7 @@ func BenchmarkBackends(b *testing.B) {
 			// this process's CPU, and the whole machine's (the servers run
 			// here too) against the cores' time.
 			fmt.Printf("round %d %-5s %6.2f s  %7.1f MiB/s  cpu: backup %.2f s, others %.2f s, idle %.0f%%\n", round+1, be.name, secs,
-				float64(used)/mib/secs, cpu, busy-cpu, 100*(1-busy/(secs*float64(runtime.NumCPU()))))
+				float64(used)/mib/secs, cpu, busy-cpu, 100*(1-busy/(secs*float64(cores))))
 		}
 		// The next round writes new repositories; free this one's space.
 		os.RemoveAll(filepath.Join(localDir, fmt.Sprintf("r%d", round)))
@@ -193,43 +195,69 @@ func processCPU() float64 {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
 }
 
-// machineBusy is the CPU time all cores spent not idle so far, in seconds,
-// from /proc/stat (USER_HZ ticks: 100 a second on Linux).
-func machineBusy() float64 {
+// machineBusy is the CPU time all cores spent not idle so far, in
+// seconds, and the number of cores, from /proc/stat (USER_HZ ticks: 100 a
+// second on Linux). Idle, iowait and the time a hypervisor stole are not
+// busy; guest time is already counted in user.
+func machineBusy() (busy float64, cores int) {
 	b, err := os.ReadFile("/proc/stat")
 	if err != nil {
-		return 0
+		return 0, 1
 	}
-	line, _, _ := strings.Cut(string(b), "\n")
-	f := strings.Fields(line)
-	var busy float64
-	for i, v := range f[1:] {
-		n, _ := strconv.ParseFloat(v, 64)
-		if i != 3 && i != 4 && i < 8 { // idle and iowait are not busy; guest time is counted in user
-			busy += n
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		switch {
+		case len(f) > 0 && f[0] == "cpu":
+			for i, v := range f[1:] {
+				n, _ := strconv.ParseFloat(v, 64)
+				if i != 3 && i != 4 && i < 7 {
+					busy += n
+				}
+			}
+		case len(f) > 0 && strings.HasPrefix(f[0], "cpu"):
+			cores++
 		}
 	}
-	return busy / 100
+	return busy / 100, max(cores, 1)
 }
 
 // pinThreads moves every thread of this process to the cores [from, to);
 // threads started later inherit it, and so do the processes they start.
+// The runtime may start a thread from one not yet moved while this runs,
+// so it goes over the threads again until a pass finds none to move.
 func pinThreads(b *testing.B, from, to int) {
 	var set unix.CPUSet
 	for c := from; c < to; c++ {
 		set.Set(c)
 	}
-	tasks, err := os.ReadDir("/proc/self/task")
-	if err != nil {
-		b.Fatalf("list this process's threads: %v", err)
-	}
-	for _, t := range tasks {
-		tid, err := strconv.Atoi(t.Name())
-		if err != nil {
-			continue
+	for pass := 0; ; pass++ {
+		if pass == 100 {
+			b.Fatalf("pin this process's threads to cores %d-%d: new threads keep appearing", from, to-1)
 		}
-		if err := unix.SchedSetaffinity(tid, &set); err != nil && !errors.Is(err, unix.ESRCH) {
-			b.Fatalf("pin thread %d to cores %d-%d: %v", tid, from, to-1, err)
+		tasks, err := os.ReadDir("/proc/self/task")
+		if err != nil {
+			b.Fatalf("list this process's threads: %v", err)
+		}
+		moved := 0
+		for _, t := range tasks {
+			tid, err := strconv.Atoi(t.Name())
+			if err != nil {
+				continue
+			}
+			var cur unix.CPUSet
+			if err := unix.SchedGetaffinity(tid, &cur); err != nil {
+				continue // the thread has ended
+			}
+			if cur == set {
+				continue
+			}
+			if err := unix.SchedSetaffinity(tid, &set); err != nil && !errors.Is(err, unix.ESRCH) {
+				b.Fatalf("pin thread %d to cores %d-%d: %v", tid, from, to-1, err)
+			}
+			moved++
+		}
+		if moved == 0 {
+			return
 		}
 	}
 }

@@ -549,9 +549,12 @@ func (b *Backend) List(ctx context.Context, prefix string, fn func(core.FileInfo
 	}
 	return core.ListTree(ctx, prefix, listWorkers, func(ctx context.Context, dir string) ([]core.Entry, error) {
 		infos, err := s.sftp.ReadDirContext(ctx, b.abs(dir))
-		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		var st *pkgsftp.StatusError
+		if err != nil && !errors.Is(err, fs.ErrNotExist) && errors.As(err, &st) {
 			// A file read as a directory fails with SSH_FX_FAILURE
-			// (ENOTDIR) on some servers: nothing lies below it.
+			// (ENOTDIR) on some servers: nothing lies below it. (Only a
+			// server's answer is checked so: Lstat takes no context, and
+			// a dropped connection must not wait on it.)
 			if fi, serr := s.sftp.Lstat(b.abs(dir)); serr == nil && !fi.IsDir() {
 				err = fmt.Errorf("%w: %w", fs.ErrNotExist, err)
 			}
@@ -582,7 +585,7 @@ func (b *Backend) Cleanup(ctx context.Context, olderThan time.Duration) (int, er
 	// core.WalkDirs bounds the walk: a server could show a link loop or
 	// an endless tree as directories.
 	err = core.WalkDirs(ctx, func(ctx context.Context, dir string) ([]string, error) {
-		entries, err := s.sftp.ReadDir(b.abs(dir))
+		entries, err := s.sftp.ReadDirContext(ctx, b.abs(dir))
 		if err != nil {
 			if dir != "." && errors.Is(err, fs.ErrNotExist) {
 				return nil, nil // removed since its parent was read
