@@ -126,12 +126,7 @@ func TestFiles(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			img := filepath.Join(t.TempDir(), "fs.img")
-			if err := os.WriteFile(img, nil, 0o644); err != nil {
-				t.Fatal(err)
-			}
-			if err := os.Truncate(img, c.size); err != nil {
-				t.Fatal(err)
-			}
+			sparseImage(t, img, c.size)
 			tool(t, "mke2fs", append(append([]string{"-q", "-F", "-E", "nodiscard"}, c.args...), "-d", tree, img)...)
 			files, _ := openImage(t, img)
 			if files.g.metaBG {
@@ -279,12 +274,7 @@ func FuzzFiles(f *testing.F) {
 		f.Fatal(err)
 	}
 	img := filepath.Join(dir, "fs.img")
-	if err := os.WriteFile(img, nil, 0o644); err != nil {
-		f.Fatal(err)
-	}
-	if err := os.Truncate(img, 64<<10); err != nil { // small inputs fuzz fast
-		f.Fatal(err)
-	}
+	sparseImage(f, img, 64<<10) // small inputs fuzz fast
 	tool(f, "mke2fs", "-q", "-F", "-t", "ext4", "-b", "1024", "-N", "16", "-O", "^has_journal,^resize_inode", "-d", root, img)
 	seed, err := os.ReadFile(img)
 	if err != nil {
@@ -337,9 +327,7 @@ func TestFilesDirectoryEdges(t *testing.T) {
 		}
 	}
 	img := filepath.Join(dir, "64k.img")
-	if err := os.WriteFile(img, make([]byte, 64<<20), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	sparseImage(t, img, 64<<20)
 	tool(t, "mke2fs", "-q", "-F", "-E", "nodiscard", "-t", "ext4", "-b", "65536", "-O", "^dir_index,^metadata_csum,^has_journal", "-d", tree, img)
 	last := "/d/" + names[len(names)-1]
 	files, b := openImage(t, img)
@@ -372,9 +360,7 @@ func TestFilesDirectoryEdges(t *testing.T) {
 	}
 
 	ext2 := filepath.Join(dir, "ext2.img")
-	if err := os.WriteFile(ext2, make([]byte, 8<<20), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	sparseImage(t, ext2, 8<<20)
 	small := filepath.Join(dir, "small")
 	if err := os.MkdirAll(filepath.Join(small, "etc"), 0o755); err != nil {
 		t.Fatal(err)
@@ -389,5 +375,16 @@ func TestFilesDirectoryEdges(t *testing.T) {
 	files, _ = openImage(t, ext2)
 	if got, err := files.ReadFile("/etc/fstab"); err != nil || string(got) != "fstab\n" {
 		t.Fatalf("ReadFile under an ext2 directory with i_dir_acl set = %q, %v", got, err)
+	}
+}
+
+// sparseImage makes an empty file of size bytes, holes only.
+func sparseImage(t testing.TB, path string, size int64) {
+	t.Helper()
+	if err := os.WriteFile(path, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(path, size); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -203,12 +203,7 @@ func frontDeleted(t *testing.T, size int64, n int, args ...string) string {
 		t.Fatal(err)
 	}
 	img := filepath.Join(dir, "fs.img")
-	if err := os.WriteFile(img, nil, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Truncate(img, size); err != nil {
-		t.Fatal(err)
-	}
+	sparseImage(t, img, size)
 	tool(t, "mke2fs", append(append([]string{"-q", "-F", "-E", "nodiscard", "-d", tree}, args...), img)...)
 	cmds := filepath.Join(dir, "rm.cmds")
 	if err := os.WriteFile(cmds, []byte(rm.String()), 0o644); err != nil {
