@@ -35,24 +35,31 @@ func (a *app) scan(ctx context.Context) ([]disks.Disk, error) {
 }
 
 // home shows the disks and the actions. The disk list is read again each
-// time, so what a clone or a mount changed shows at once.
+// time, so what a clone or a mount changed shows as soon as it is read;
+// an action chosen before that starts once it is.
 func (a *app) home() {
 	a.runCleanups()
-	list, err := a.scan(a.ctx)
-	a.diskList, a.scanErr = list, err
-
+	a.pending = nil
 	actions := a.actions()
 	menu := a.newList().ShowSecondaryText(false)
 	for _, ac := range actions {
-		menu.AddItem(ac.name, ac.about, 0, ac.run)
+		menu.AddItem(ac.name, ac.about, 0, func() {
+			if a.scanning {
+				a.pending = ac.run
+				a.help.SetText(" Reading the disks … " + ac.name + " starts once they are read")
+				return
+			}
+			ac.run()
+		})
 	}
 	about := tview.NewTextView().SetWordWrap(true)
 	about.SetTextStyle(a.theme.normal)
 	menu.SetChangedFunc(func(i int, _, secondary string, _ rune) { about.SetText(secondary) })
 	about.SetText(actions[0].about)
 
-	diskView := a.newText(a.diskText())
+	diskView := a.newText("Reading the disks …")
 	diskView.SetBorder(true).SetTitle(" Disks ")
+	a.rescan(diskView)
 	left := tview.NewFlex().SetDirection(tview.FlexRow).
 		AddItem(menu, len(actions), 0, true).
 		AddItem(about, 0, 1, false)
@@ -75,7 +82,7 @@ func (a *app) home() {
 			}
 			return nil
 		case ev.Key() == tcell.KeyRune && ev.Rune() == 'r':
-			a.home()
+			a.rescan(diskView)
 			return nil
 		case ev.Key() == tcell.KeyRune && ev.Rune() == 'q' && a.opts.Quit:
 			a.tv.Stop()
@@ -85,6 +92,32 @@ func (a *app) home() {
 	})
 	a.show("Home", screen, help)
 	a.tv.SetFocus(menu)
+}
+
+// rescan reads the disks off the interface's goroutine and shows them in
+// view, then starts the action chosen meanwhile, if any. A scan that a
+// newer one has overtaken is dropped.
+func (a *app) rescan(view *tview.TextView) {
+	a.scanSeq++
+	seq := a.scanSeq
+	a.scanning = true
+	go func() {
+		if a.beforeScan != nil {
+			a.beforeScan()
+		}
+		list, err := a.scan(a.ctx)
+		a.tv.QueueUpdateDraw(func() {
+			if seq != a.scanSeq {
+				return
+			}
+			a.diskList, a.scanErr, a.scanning = list, err, false
+			view.SetText(a.diskText())
+			if run := a.pending; run != nil {
+				a.pending = nil
+				run()
+			}
+		})
+	}()
 }
 
 // diskText is the home screen's disk pane.

@@ -244,3 +244,22 @@ func fsType(t *testing.T, path string, off, size int64) string {
 	}
 	return fs.Info().Type
 }
+
+// TestActionWaitsForScan: the home screen reads the disks off the
+// interface's goroutine; an action chosen before they are read starts once
+// they are, and offers the disks just read.
+func TestActionWaitsForScan(t *testing.T) {
+	fx, target := extAndTarget(t, "target.img", 96*testdisk.MiB)
+	release := make(chan struct{})
+	h := start(t, Options{DiskFiles: []string{fx.Path, target}}, func(a *app) {
+		a.beforeScan = func() { <-release }
+	})
+	h.waitFor("Reading the disks", "Disk Clone")
+	h.choose("Disk Clone")
+	h.waitFor("Disk Clone starts once they are read")
+	if strings.Contains(h.text(), "copy FROM") {
+		t.Fatalf("the clone wizard started before the disks were read:\n%s", h.text())
+	}
+	close(release)
+	h.waitFor("copy FROM", filepath.Base(fx.Path), filepath.Base(target))
+}

@@ -120,9 +120,15 @@ type app struct {
 	logMu   sync.Mutex
 	logPath string
 
-	// diskList is the last scan, shown on the home screen.
+	// diskList is the last scan, shown on the home screen. A scan runs
+	// off the interface's goroutine (reading every file system's
+	// allocation map takes seconds on large disks); scanSeq tells the
+	// newest one, and an action chosen while it runs waits in pending.
 	diskList []disks.Disk
 	scanErr  error
+	scanning bool
+	scanSeq  int
+	pending  func()
 	// cleanups run when the user goes home: unmount a repository's file
 	// system, close a repository.
 	cleanups []func()
@@ -134,6 +140,9 @@ type app struct {
 	// jobs counts running jobs: Run returns only after they stop.
 	jobs sync.WaitGroup
 
+	// beforeScan, when set (tests), runs at the start of each disk scan,
+	// off the interface's goroutine: it lets a test hold a scan.
+	beforeScan func()
 	// sourceHook, when set (tests), replaces opening a clone's source: it
 	// lets a test hold a copy in the middle to cancel it.
 	sourceHook func(ctx context.Context, d *disks.Disk) (blockdev.Device, error)
@@ -208,7 +217,10 @@ func newApp(ctx context.Context, opts Options, screen tcell.Screen) (*app, error
 		}
 		return ev
 	})
-	a.home()
+	// The home screen comes first, once the interface runs (QueueUpdate
+	// waits for that, hence the goroutine): its disk scan starts then,
+	// after the caller (a test) has set its hooks.
+	go a.tv.QueueUpdateDraw(a.home)
 	return a, nil
 }
 
