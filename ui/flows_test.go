@@ -1,6 +1,7 @@
 package ui
 
 import (
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -232,4 +233,68 @@ func TestTargetTooSmall(t *testing.T) {
 	h.key(tcell.KeyEnter)
 	h.waitFor("Layout", "Verify")
 	targetSame()
+}
+
+// TestPartitionClone copies the fixture's second partition into the only
+// partition of another disk, whose table and other bytes stay: the copy
+// fills the larger partition, passes fsck and holds every file.
+func TestPartitionClone(t *testing.T) {
+	dir := t.TempDir()
+	fx := extFixture(t, dir)
+	dst := testdisk.Build(t, filepath.Join(dir, "dst"), testdisk.Spec{Table: "gpt", Size: 96 * MiB,
+		Parts: []testdisk.Part{{FS: "ext4", Size: 64 * MiB, Label: "old"}}})
+	// Both images are disk.img: the target gets a name of its own.
+	target := filepath.Join(dir, "target.img")
+	if err := os.Rename(dst.Path, target); err != nil {
+		t.Fatal(err)
+	}
+	dst.Path = target
+	sourceSame := unchanged(t, fx.Path, "the source")
+	before := testdisk.ReadTable(t, dst.Path)
+	h := start(t, Options{DiskFiles: []string{fx.Path, dst.Path}}, nil)
+	h.waitFor("Partition Clone", filepath.Base(dst.Path))
+	h.choose("Partition Clone")
+	h.waitFor("copy FROM")
+	h.choose(filepath.Base(fx.Path))
+	h.waitFor("Which partition do you copy?")
+	h.choose("ext4  two")
+	h.waitFor("copy TO")
+	h.choose(filepath.Base(dst.Path))
+	h.waitFor("Into which partition of the target?")
+	h.choose("ext4  old")
+	h.waitFor("Verify", "[ ]")
+	h.typeText(" ") // verify
+	h.waitFor("[X]")
+	h.key(tcell.KeyTab) // -> Next
+	h.key(tcell.KeyEnter)
+	plan := h.waitFor("OVERWRITTEN", "Continue")
+	t.Logf("plan:\n%s", plan)
+	for _, want := range []string{`partition 1 of the target (ext4 "old"`, "KEPT         the target's partition table", `partition 2 -> 1 ext4 "two"`, "grow ext4 to 64.0 MiB"} {
+		if !strings.Contains(plan, want) {
+			t.Errorf("plan lacks %q", want)
+		}
+	}
+	h.key(tcell.KeyEnter)
+	confirmAs(h, filepath.Base(dst.Path))
+	s := h.waitFor("FINISHED", "Verify: every byte written was read back")
+	t.Logf("summary:\n%s", s)
+	h.goHome()
+	sourceSame()
+
+	after := testdisk.ReadTable(t, dst.Path)
+	tp, ok := after.Find(1)
+	bp, _ := before.Find(1)
+	if !ok || len(after.Partitions) != len(before.Partitions) || tp.Start != bp.Start || tp.Size != bp.Size || after.DiskGUID != before.DiskGUID {
+		t.Fatalf("the target's table changed: before %+v, after %+v", before, after)
+	}
+	src := fx.Parts[1]
+	testdisk.Fsck(t, dst.Path, tp.Start, tp.Size, src.FS)
+	got := filepath.Join(t.TempDir(), "got")
+	on := src
+	on.Start, on.Size = tp.Start, tp.Size
+	testdisk.Extract(t, dst.Path, on, got)
+	testdisk.CompareTrees(t, src.SrcDir, got)
+	if d := testdisk.Inspect(t, dst.Path); len(d.Partitions) != 1 || d.Partitions[0].Size != tp.Size || d.Partitions[0].FS != "ext4" {
+		t.Fatalf("target after the clone: %+v", d.Partitions)
+	}
 }
