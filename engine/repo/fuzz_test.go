@@ -15,11 +15,7 @@ import (
 func fixtureRepo(tb testing.TB) string {
 	tb.Helper()
 	ctx := context.Background()
-	be, dir := newBackend(tb)
-	r, err := Init(ctx, be, InitOptions{})
-	if err != nil {
-		tb.Fatal(err)
-	}
+	r, _, dir := initRepo(tb)
 	w := r.NewWriter(WriterOptions{PackSize: 64 << 10})
 	data := testData(42, 320<<10)
 	var ids []ChunkID
@@ -32,7 +28,7 @@ func fixtureRepo(tb testing.TB) string {
 		ids = append(ids, id, ChunkID{})
 	}
 	ids = ids[:len(ids)-1]
-	ref, err := w.SaveList(ctx, ids)
+	ref, err := saveList(ctx, w, ids)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -71,11 +67,7 @@ func plainObjects(tb testing.TB, dir, glob string) [][]byte {
 func tinyPacks(tb testing.TB) string {
 	tb.Helper()
 	ctx := context.Background()
-	be, dir := newBackend(tb)
-	r, err := Init(ctx, be, InitOptions{})
-	if err != nil {
-		tb.Fatal(err)
-	}
+	r, _, dir := initRepo(tb)
 	w := r.NewWriter(WriterOptions{PackSize: 600})
 	for i := range 12 {
 		c := testData(uint64(i), 50+40*i)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"os"
 	"slices"
@@ -109,11 +110,7 @@ func TestGroupRoundTrip(t *testing.T) {
 
 func TestGroupDamageNamesEveryChunkOfTheFrame(t *testing.T) {
 	ctx := context.Background()
-	be, dir := newBackend(t)
-	r, err := Init(ctx, be, InitOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	r, be, dir := initRepo(t)
 	data := repetitive(2, 1<<20)
 	w := r.NewWriter(WriterOptions{GroupSize: 256 << 10})
 	s := backupStream(ctx, t, r, w, "s", data, 64<<10)
@@ -169,11 +166,7 @@ func TestGroupDamageNamesEveryChunkOfTheFrame(t *testing.T) {
 
 func TestGroupPrunePartlyDeadFrames(t *testing.T) {
 	ctx := context.Background()
-	be, dir := newBackend(t)
-	r, err := Init(ctx, be, InitOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	r, be, dir := initRepo(t)
 	// Snapshot 1 interleaves chunks that snapshot 2 keeps with chunks of
 	// its own (random, incompressible), so every frame mixes both.
 	keep := testData(5, 1<<20)
@@ -274,11 +267,7 @@ func TestLinkFramesRefusesBadGroups(t *testing.T) {
 // holds only what no index lists yet.
 func TestWriterIndexEvery(t *testing.T) {
 	ctx := context.Background()
-	be, _ := newBackend(t)
-	r, err := Init(ctx, be, InitOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	r, be, _ := initRepo(t)
 	w := r.NewWriter(WriterOptions{PackSize: 256 << 10, GroupSize: -1, IndexEvery: 2})
 	var ids []ChunkID
 	for i := range 40 {
@@ -333,16 +322,26 @@ func TestWriterIndexEvery(t *testing.T) {
 	}
 }
 
+// saveList stores a whole chunk list part after part: the plain reference
+// the tests hold ListBuilder and the list readers to.
+func saveList(ctx context.Context, w *Writer, ids []ChunkID) (ListRef, error) {
+	ref := ListRef{Len: int64(len(ids))}
+	for start := 0; start < len(ids); start += ListPartLen {
+		pid, err := w.saveListPart(ctx, ids[start:min(start+ListPartLen, len(ids))])
+		if err != nil {
+			return ListRef{}, fmt.Errorf("save chunk list part %d: %w", len(ref.Parts), err)
+		}
+		ref.Parts = append(ref.Parts, pid)
+	}
+	return ref, nil
+}
+
 // A list built position by position, in any order and from several
-// goroutines, is the list SaveList stores; parts are stored as they
+// goroutines, is the list saveList stores; parts are stored as they
 // complete, and an unfinished list is refused.
 func TestListBuilder(t *testing.T) {
 	ctx := context.Background()
-	be, _ := newBackend(t)
-	r, err := Init(ctx, be, InitOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	r, _, _ := initRepo(t)
 	w := r.NewWriter(WriterOptions{})
 	n := int64(2*ListPartLen + 123)
 	ids := make([]ChunkID, n)
@@ -352,7 +351,7 @@ func TestListBuilder(t *testing.T) {
 			ids[i] = r.Hash([]byte{byte(i), byte(i >> 8), byte(i >> 16)})
 		}
 	}
-	want, err := w.SaveList(ctx, ids)
+	want, err := saveList(ctx, w, ids)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -375,7 +374,7 @@ func TestListBuilder(t *testing.T) {
 		t.Fatal(err)
 	}
 	if got.Len != want.Len || !slices.Equal(got.Parts, want.Parts) {
-		t.Fatalf("built list %+v, SaveList gave %+v", got, want)
+		t.Fatalf("built list %+v, saveList gave %+v", got, want)
 	}
 	b.mu.Lock()
 	pending := len(b.pending)

@@ -13,11 +13,7 @@ import (
 
 func TestLocks(t *testing.T) {
 	ctx := context.Background()
-	be, _ := newBackend(t)
-	r, err := Init(ctx, be, InitOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	r, _, _ := initRepo(t)
 	s1, err := r.Lock(ctx, false)
 	if err != nil {
 		t.Fatal(err)
@@ -110,11 +106,7 @@ func TestStaleLocksAreBroken(t *testing.T) {
 
 func TestLockRefresh(t *testing.T) {
 	ctx := context.Background()
-	be, _ := newBackend(t)
-	r, err := Init(ctx, be, InitOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	r, _, _ := initRepo(t)
 	r.lockRefresh = 20 * time.Millisecond
 	l, err := r.Lock(ctx, true)
 	if err != nil {

@@ -32,6 +32,18 @@ func newBackend(t testing.TB) (netshare.Backend, string) {
 	return be, dir
 }
 
+// initRepo makes an unencrypted repository on a new local backend and
+// returns it, the backend and its directory.
+func initRepo(tb testing.TB) (*Repo, netshare.Backend, string) {
+	tb.Helper()
+	be, dir := newBackend(tb)
+	r, err := Init(context.Background(), be, InitOptions{})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return r, be, dir
+}
+
 // testData returns n bytes that look like disk content: runs of text,
 // random bytes and zeros, so some chunks compress and some do not.
 func testData(seed uint64, n int) []byte {
@@ -98,9 +110,9 @@ func backupStream(ctx context.Context, t *testing.T, r *Repo, w *Writer, name st
 		}
 		ids = append(ids, id)
 	}
-	ref, err := w.SaveList(ctx, ids)
+	ref, err := saveList(ctx, w, ids)
 	if err != nil {
-		t.Fatalf("SaveList: %v", err)
+		t.Fatalf("save the list: %v", err)
 	}
 	return Stream{Name: name, Size: int64(len(data)), ChunkSize: cs, Chunks: ref}
 }
@@ -236,11 +248,7 @@ func TestKeyedIDs(t *testing.T) {
 
 func TestDedup(t *testing.T) {
 	ctx := context.Background()
-	be, dir := newBackend(t)
-	r, err := Init(ctx, be, InitOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	r, be, dir := initRepo(t)
 	chunk := testData(2, 100<<10)
 	id := r.Hash(chunk)
 	w := r.NewWriter(WriterOptions{GroupSize: -1})
@@ -481,11 +489,7 @@ func TestFlippedByteNamesChunkAndPack(t *testing.T) {
 
 func TestStreamReaderRandomRanges(t *testing.T) {
 	ctx := context.Background()
-	be, _ := newBackend(t)
-	r, err := Init(ctx, be, InitOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	r, _, _ := initRepo(t)
 	const cs = 4096
 	// More chunks than one list part holds, mostly absent, with data on
 	// both sides of the part boundary and a short last chunk.
@@ -554,11 +558,7 @@ func rng2(g, i int, size int64) int64 {
 
 func TestSnapshots(t *testing.T) {
 	ctx := context.Background()
-	be, _ := newBackend(t)
-	r, err := Init(ctx, be, InitOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	r, _, _ := initRepo(t)
 	base := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	var ids []string
 	// 20 snapshots over 16 possible first hex digits: some share a prefix.
@@ -624,11 +624,7 @@ func TestSnapshots(t *testing.T) {
 
 func TestSnapshotRefusesUnflushedList(t *testing.T) {
 	ctx := context.Background()
-	be, _ := newBackend(t)
-	r, err := Init(ctx, be, InitOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	r, _, _ := initRepo(t)
 	w := r.NewWriter(WriterOptions{})
 	s := backupStream(ctx, t, r, w, "d", testData(5, 300<<10), 64<<10)
 	if _, err := r.SaveSnapshot(ctx, &Snapshot{Time: time.Now(), Streams: []Stream{s}}); !errors.Is(err, ErrNotFound) {
@@ -638,11 +634,7 @@ func TestSnapshotRefusesUnflushedList(t *testing.T) {
 
 func TestCrashBeforeManifest(t *testing.T) {
 	ctx := context.Background()
-	be, _ := newBackend(t)
-	r, err := Init(ctx, be, InitOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	r, be, _ := initRepo(t)
 	data := testData(6, 1<<20)
 	w := r.NewWriter(WriterOptions{})
 	s := backupStream(ctx, t, r, w, "d", data, 64<<10)

@@ -136,8 +136,8 @@ func (r *Repo) NewWriter(opt WriterOptions) *Writer {
 // of cores. Each holds its group (4 MiB), zstd's copy of it and its tables
 // and the compressed frame, about 12 MiB: with one per core a 16-core
 // machine took 420 MiB (measured with GOMAXPROCS=16 and 16 workers), over
-// the 256 MiB a backup may use. Six compress about 1.8 GB/s of used data
-// (300 MB/s a core on the bench source), more than most disks read.
+// the 256 MiB a backup may use. Four compress about 1.2 GB/s of used data
+// (300 MB/s a core on the bench source).
 const maxCompressors = 4
 
 // Compressors is how many frames a repository compresses at once: one per
@@ -456,7 +456,7 @@ func (w *Writer) indexPacks(ctx context.Context, packs []packInfo) error {
 // one index file covering the packs this writer uploaded since the last
 // Flush. When Flush returns nil, every blob saved is durable and indexed.
 // The writer may be used again afterwards. Flush must not run concurrently
-// with SaveChunk or SaveList on the same writer.
+// with SaveChunk or a ListBuilder on the same writer.
 func (w *Writer) Flush(ctx context.Context) (WriterStats, error) {
 	done, err := w.uploadAll(ctx)
 	if err != nil {
@@ -527,20 +527,8 @@ type ListRef struct {
 // chunks still needs only 512 parts in its manifest.
 const ListPartLen = 16 << 10
 
-// SaveList stores a chunk list; the zero ChunkID stands for an absent (all
-// zero or unused) chunk.
-func (w *Writer) SaveList(ctx context.Context, ids []ChunkID) (ListRef, error) {
-	ref := ListRef{Len: int64(len(ids))}
-	for start := 0; start < len(ids); start += ListPartLen {
-		pid, err := w.saveListPart(ctx, ids[start:min(start+ListPartLen, len(ids))])
-		if err != nil {
-			return ListRef{}, fmt.Errorf("save chunk list part %d: %w", len(ref.Parts), err)
-		}
-		ref.Parts = append(ref.Parts, pid)
-	}
-	return ref, nil
-}
-
+// saveListPart stores one part of a chunk list (the zero ChunkID stands
+// for an absent chunk) and returns its id.
 func (w *Writer) saveListPart(ctx context.Context, ids []ChunkID) (ChunkID, error) {
 	b := make([]byte, 0, 32*len(ids))
 	for _, id := range ids {
@@ -632,7 +620,7 @@ func (b *ListBuilder) Finish() (ListRef, error) {
 		}
 	}
 	if len(b.parts) == 0 {
-		return ListRef{Len: b.n}, nil // as SaveList gives an empty list
+		return ListRef{Len: b.n}, nil // an empty list has no parts
 	}
 	return ListRef{Len: b.n, Parts: b.parts}, nil
 }

@@ -33,6 +33,17 @@ func open(t *testing.T, u *url.URL, opts core.Options) *s3.Backend {
 	return b
 }
 
+// openRepo starts a server with the bucket "lifeboat" and opens the
+// backend on its prefix "repo", closed when the test ends.
+func openRepo(t *testing.T) (*s3test.Server, *s3.Backend) {
+	t.Helper()
+	srv := s3test.Start(t)
+	srv.MakeBucket(t, "lifeboat")
+	b := open(t, srv.URL("lifeboat", "repo"), srv.Options())
+	t.Cleanup(func() { b.Close() })
+	return srv, b
+}
+
 func permanentFailure(t *testing.T, what string, err error, contains ...string) {
 	t.Helper()
 	if err == nil {
@@ -211,11 +222,8 @@ func TestLocations(t *testing.T) {
 // A server that goes away and comes back: calls fail with retryable errors
 // meanwhile, and WithRetry rides out the restart.
 func TestServerRestart(t *testing.T) {
-	srv := s3test.Start(t)
-	srv.MakeBucket(t, "lifeboat")
+	srv, b := openRepo(t)
 	ctx := context.Background()
-	b := open(t, srv.URL("lifeboat", "repo"), srv.Options())
-	defer b.Close()
 	if err := b.Save(ctx, "data/00/x", 3, bytes.NewReader([]byte("abc"))); err != nil {
 		t.Fatal(err)
 	}
@@ -257,11 +265,8 @@ func TestServerRestart(t *testing.T) {
 // whose reader fails after the first part stores nothing and leaves no
 // unfinished upload.
 func TestMultipartSave(t *testing.T) {
-	srv := s3test.Start(t)
-	srv.MakeBucket(t, "lifeboat")
+	_, b := openRepo(t)
 	ctx := context.Background()
-	b := open(t, srv.URL("lifeboat", "repo"), srv.Options())
-	defer b.Close()
 	data := make([]byte, s3.PartSize+3<<20)
 	rng := rand.New(rand.NewPCG(1, 2))
 	for i := range data {

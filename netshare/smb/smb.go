@@ -432,19 +432,8 @@ const (
 // to exist on the server. A missing object is reported vanishRetries ×
 // vanishDelay later than it would be otherwise.
 func openExisting(ctx context.Context, fn func() error) error {
-	var err error
-	for range vanishRetries + 1 {
-		err = notExist(withSharing(ctx, false, fn))
-		if !errors.Is(err, fs.ErrNotExist) {
-			return err
-		}
-		select {
-		case <-ctx.Done():
-			return err
-		case <-time.After(vanishDelay):
-		}
-	}
-	return err
+	missing := func(err error) bool { return errors.Is(err, fs.ErrNotExist) }
+	return retryWhile(ctx, vanishRetries+1, vanishDelay, missing, func() error { return notExist(withSharing(ctx, false, fn)) })
 }
 
 // withSharing runs fn again while it fails with a sharing violation: a
@@ -453,16 +442,25 @@ func openExisting(ctx context.Context, fn func() error) error {
 // Samba answers a rename over a file that another client has open (SMB
 // opens without FILE_SHARE_DELETE, which go-smb2 cannot ask for).
 func withSharing(ctx context.Context, denied bool, fn func() error) error {
+	inUse := func(err error) bool {
+		return isStatus(err, statusSharingViolation) || denied && errors.Is(err, fs.ErrPermission)
+	}
+	return retryWhile(ctx, sharingRetries, sharingDelay, inUse, fn)
+}
+
+// retryWhile runs fn up to tries times, delay apart, while again says its
+// error may go away by itself, and returns the last error.
+func retryWhile(ctx context.Context, tries int, delay time.Duration, again func(error) bool, fn func() error) error {
 	var err error
-	for range sharingRetries {
+	for range tries {
 		err = fn()
-		if !isStatus(err, statusSharingViolation) && !(denied && errors.Is(err, fs.ErrPermission)) {
+		if !again(err) {
 			return err
 		}
 		select {
 		case <-ctx.Done():
 			return err
-		case <-time.After(sharingDelay):
+		case <-time.After(delay):
 		}
 	}
 	return err

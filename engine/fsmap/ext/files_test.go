@@ -90,7 +90,7 @@ func fileTree(t *testing.T, dir string) map[string][]byte {
 }
 
 // openImage opens the ext image at img with OpenFiles.
-func openImage(t *testing.T, img string) (*Files, []byte) {
+func openImage(t testing.TB, img string) (*Files, []byte) {
 	t.Helper()
 	b, err := os.ReadFile(img)
 	if err != nil {
@@ -98,7 +98,7 @@ func openImage(t *testing.T, img string) (*Files, []byte) {
 	}
 	files, err := OpenFiles(bytes.NewReader(b), int64(len(b)))
 	if err != nil {
-		t.Fatalf("OpenFiles: %v", err)
+		t.Fatalf("OpenFiles(%s): %v", filepath.Base(img), err)
 	}
 	return files, b
 }
@@ -276,14 +276,7 @@ func FuzzFiles(f *testing.F) {
 	img := filepath.Join(dir, "fs.img")
 	sparseImage(f, img, 64<<10) // small inputs fuzz fast
 	tool(f, "mke2fs", "-q", "-F", "-t", "ext4", "-b", "1024", "-N", "16", "-O", "^has_journal,^resize_inode", "-d", root, img)
-	seed, err := os.ReadFile(img)
-	if err != nil {
-		f.Fatal(err)
-	}
-	files, err := OpenFiles(bytes.NewReader(seed), int64(len(seed)))
-	if err != nil {
-		f.Fatalf("the seed: %v", err)
-	}
+	files, seed := openImage(f, img) // the seed must open
 	for _, p := range []string{"/etc/fstab", "/etc/os-release"} {
 		if got, err := files.ReadFile(p); err != nil || !bytes.Equal(got, fstab) {
 			f.Fatalf("the seed's %s: %q, %v", p, got, err)
